@@ -1,0 +1,93 @@
+"""Building a Model: official random initialisation, state_dicts and weights files (clause 2, 13)."""
+
+from __future__ import annotations
+
+import re
+from os import PathLike
+from typing import Any, Mapping
+
+import numpy as np
+
+from parcnetv2.errors import WeightsError
+from parcnetv2.reference.architecture import Config, infer_official_variant
+from parcnetv2.reference.initialization import initial_state_dict
+from parcnetv2.reference.model import Model
+from parcnetv2.spec import architecture_defaults
+
+
+def create(variant: str, num_classes: int = 1000, seed: int | None = None, **overrides: Any) -> Model:
+    """A Model of an official variant (``parcnetv2_xt``, ``_tiny``, ``_small``, ``_base``) with
+    weights initialised like the official code (clause 2.3), reproducible from ``seed``.
+
+    ``overrides``: ``depths``, ``dims``, ``global_kernel_sizes`` (one entry per stage) and
+    ``interpolate`` (False, True or an odd int; clause 5) for custom configurations.
+    """
+    config = Config.from_variant(variant, num_classes=num_classes, **overrides)
+    return Model(config, initial_state_dict(config, seed))
+
+
+_BLOCK_KEY = re.compile(r"^stages\.(\d+)\.(\d+)\.")
+
+
+def infer_config(state_dict: Mapping[str, Any], interpolate: bool | int = False) -> Config:
+    """The configuration a state_dict with official names describes (clause 13.3)."""
+
+    def shape_of(key: str) -> tuple[int, ...]:
+        if key not in state_dict:
+            raise WeightsError(f"cannot infer the architecture: missing key {key}")
+        return tuple(np.shape(state_dict[key]))
+
+    stages = 0
+    while f"downsample_layers.{stages}.conv.weight" in state_dict:
+        stages += 1
+    if stages == 0:
+        shape_of("downsample_layers.0.conv.weight")
+    dims = tuple(shape_of(f"downsample_layers.{i}.conv.weight")[0] for i in range(stages))
+    blocks: dict[int, set[int]] = {i: set() for i in range(stages)}
+    for key in state_dict:
+        match = _BLOCK_KEY.match(key)
+        if match and int(match.group(1)) in blocks:
+            blocks[int(match.group(1))].add(int(match.group(2)))
+    depths = tuple(max(blocks[i], default=-1) + 1 for i in range(stages))
+    defaults = architecture_defaults()["global_kernel_sizes"]
+    kernels = tuple(
+        shape_of(f"stages.{i}.0.token_mixer.dwconv1.conv_h.weight")[2] if depths[i] else defaults[i]
+        for i in range(stages)
+    )
+    num_classes = shape_of("head.weight")[0]
+    return Config(
+        depths=depths,
+        dims=dims,
+        global_kernel_sizes=kernels,
+        num_classes=num_classes,
+        interpolate=interpolate,
+        variant=infer_official_variant(depths, dims, kernels),
+    )
+
+
+def from_state_dict(
+    state_dict: Mapping[str, Any], variant: str | None = None, *, interpolate: bool | int = False
+) -> Model:
+    """A Model from a state_dict with the official names.
+
+    With ``variant`` the weights must match that variant exactly (any number of classes);
+    without it the architecture is inferred from the names and shapes. Missing or unexpected
+    keys and wrong shapes raise WeightsError naming them.
+    """
+    if variant is None:
+        config = infer_config(state_dict, interpolate)
+    else:
+        head = state_dict.get("head.weight")
+        num_classes = np.shape(head)[0] if head is not None and np.ndim(head) == 2 else 1000
+        config = Config.from_variant(variant, num_classes=num_classes, interpolate=interpolate)
+    return Model(config, state_dict)
+
+
+def load(path: str | PathLike, variant: str | None = None, *, interpolate: bool | int = False) -> Model:
+    """A Model from a weights file: ``.npz``, ``.safetensors`` or ``.pth``/``.pt`` (torch's zip
+    format, read without torch and without running pickled code; clause 13). Wrapped
+    checkpoints (``{"model": ...}``, ``{"state_dict": ...}``, ``module.`` prefixes) are unwrapped.
+    The variant is inferred from the weights when not given."""
+    from parcnetv2.reference.checkpoint import read_state_dict
+
+    return from_state_dict(read_state_dict(path), variant, interpolate=interpolate)

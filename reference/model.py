@@ -1,0 +1,147 @@
+"""The whole model (spec clause 2): weights, forward pass, named components.
+
+A ``Model`` holds a ``Config`` and read-only weights under the official names. Its forward pass
+runs in the input's dtype (float32 or float64); weights are cast to it once per dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from parcnetv2.errors import InputError, WeightsError
+from parcnetv2.reference.architecture import Component, Config, components, parameter_shapes
+from parcnetv2.reference.components import (
+    COMPONENT_FUNCTIONS,
+    downsampling,
+    pooled_norm,
+    stage,
+    subtree,
+)
+from parcnetv2.reference.convolution import linear
+from parcnetv2.reference.dtypes import as_input
+
+
+def check_state_dict(config: Config, state_dict: Mapping[str, Any]) -> None:
+    """WeightsError listing missing and unexpected keys, or naming a key with both shapes."""
+    expected = parameter_shapes(config)
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+        raise WeightsError(f"weights do not match {config.name}: " + "; ".join(parts))
+    for key, shape in expected.items():
+        got = tuple(np.shape(state_dict[key]))
+        if got != shape:
+            raise WeightsError(f"weights do not match {config.name}: {key} has shape {got}, expected {shape}")
+
+
+class Model:
+    """ParCNetV2 forward pass with the official semantics (clauses 2-8).
+
+    ``Model(x)``: x (N, 3, H, W) NCHW float32 or float64 -> logits (N, num_classes), same dtype.
+    """
+
+    def __init__(self, config: Config, state_dict: Mapping[str, Any], *, reparameterized: bool = False):
+        check_state_dict(config, state_dict)
+        weights = {}
+        for key in parameter_shapes(config):
+            arr = np.array(state_dict[key], copy=True)
+            if arr.dtype.kind != "f":
+                raise WeightsError(f"{key} has dtype {arr.dtype}; weights must be floating point")
+            arr.flags.writeable = False
+            weights[key] = arr
+        self.config = config
+        self.reparameterized = reparameterized
+        self._weights = weights
+        self._components = {c.name: c for c in components(config)}
+        self._cast_cache: dict[np.dtype, dict[str, np.ndarray]] = {}
+
+    @property
+    def variant(self) -> str | None:
+        """The official variant name, or None for a custom configuration."""
+        return self.config.variant
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Weights under the official names, in the official order (read-only arrays)."""
+        return dict(self._weights)
+
+    def with_reparameterized_mixers(self, enabled: bool = True) -> "Model":
+        """The same weights with token mixers using the merged dense kernel (clause 7.2)."""
+        return Model(self.config, self._weights, reparameterized=enabled)
+
+    def weights_as(self, dtype: Any) -> dict[str, np.ndarray]:
+        """All weights cast to ``dtype`` (cached: the cast happens once per dtype)."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._cast_cache:
+            self._cast_cache[dtype] = {k: v.astype(dtype, copy=False) for k, v in self._weights.items()}
+        return self._cast_cache[dtype]
+
+    def _check_image(self, x: Any) -> np.ndarray:
+        x = as_input(x)
+        channels = self.config.constants["in_chans"]
+        if x.ndim != 4 or x.shape[1] != channels:
+            raise InputError(f"input must be NCHW (N, {channels}, H, W), got shape {x.shape}")
+        if min(x.shape[2:]) < 3:
+            raise InputError(f"input must be at least 3x3 for the 7x7/4 stem, got {x.shape[2]}x{x.shape[3]}")
+        return x
+
+    def forward_features(self, x: Any) -> np.ndarray:
+        """Pooled, normalised features (clause 8.5): (N, 3, H, W) -> (N, C_last)."""
+        x = self._check_image(x)
+        params = self.weights_as(x.dtype)
+        for i in range(len(self.config.depths)):
+            down = self._components[f"downsample_layers.{i}"]
+            x = downsampling(subtree(params, down.name), x, **down.settings)
+            st = self._components[f"stages.{i}"]
+            x = stage(subtree(params, st.name), x, reparameterized=self.reparameterized, **st.settings)
+        return pooled_norm(params, x, self.config.eps)
+
+    def __call__(self, x: Any) -> np.ndarray:
+        """Logits (N, num_classes) of NCHW images (N, 3, H, W)."""
+        params = self.weights_as(as_input(x).dtype)
+        return linear(self.forward_features(x), params["head.weight"], params["head.bias"])
+
+    def component_names(self) -> list[str]:
+        """Names accepted by ``component``, in the official module order."""
+        return [name for name, c in self._components.items() if c.kind != "container" and name]
+
+    def component_info(self, name: str) -> Component:
+        """Kind, settings and input layout of the named component."""
+        if name not in self._components:
+            raise InputError(f"no component named {name!r} in {self.config.name}")
+        return self._components[name]
+
+    def component(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
+        """A callable for one named component (official module path, e.g.
+        ``"stages.2.0.token_mixer"``), taking that module's official input layout
+        (``component_info(name).layout``). ``""`` is the whole model."""
+        info = self.component_info(name)
+        if info.kind == "model":
+            return self
+        if info.kind == "container":
+            raise InputError(f"{name!r} is a container; name one of its members")
+        function = COMPONENT_FUNCTIONS[info.kind]
+        settings = dict(info.settings)
+        if info.kind in ("token_mixer", "block", "stage"):
+            settings["reparameterized"] = self.reparameterized
+
+        def run(x: np.ndarray) -> np.ndarray:
+            params = subtree(self.weights_as(as_input(x).dtype), name)
+            return function(params, x, **settings)
+
+        run.__name__ = name
+        run.__doc__ = f"{info.kind} {name} ({info.layout} input); see {function.__module__}.{function.__name__}"
+        return run
+
+    def __repr__(self) -> str:
+        return f"Model({self.config.name}, num_classes={self.num_classes})"

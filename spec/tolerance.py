@@ -1,0 +1,129 @@
+"""Tolerance policy (spec clause 11) and the one comparison every test uses.
+
+The bound for each output element is ``c * sqrt(n) * u * m + tiny`` where ``u`` is the unit
+roundoff of the dtype the implementation computed in, ``n`` the reduction length behind that
+output, ``m`` its magnitude (the computation run on absolute values, supplied by the caller)
+and ``c`` comes from ``tolerance.toml``. No other tolerance literal exists in the project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from parcnetv2.spec.data import load_toml
+
+__all__ = [
+    "unit_roundoff",
+    "elementwise_bound",
+    "relative_tolerance",
+    "Comparison",
+    "compare",
+    "assert_close",
+    "assert_relative",
+]
+
+
+def unit_roundoff(dtype: Any) -> float:
+    """Unit roundoff u = eps / 2 of a floating dtype (float16, float32, float64, ...)."""
+    return float(np.finfo(np.dtype(dtype)).eps) / 2.0
+
+
+def safety_factor() -> float:
+    """The constant c of clause 11, read from tolerance.toml."""
+    return float(load_toml("tolerance.toml")["factor"]["c"])
+
+
+def elementwise_bound(magnitude: np.ndarray, dtype: Any, reduction_length: int) -> np.ndarray:
+    """Per-output error bound ``c * sqrt(n) * u(dtype) * magnitude + tiny(dtype)`` (clause 11.1).
+
+    ``magnitude`` has the output's shape and holds the output recomputed on absolute values.
+    """
+    if reduction_length < 1:
+        raise ValueError(f"reduction_length must be >= 1, got {reduction_length}")
+    mag = np.abs(np.asarray(magnitude, dtype=np.float64))
+    scale = safety_factor() * np.sqrt(float(reduction_length)) * unit_roundoff(dtype)
+    return scale * mag + float(np.finfo(np.dtype(dtype)).tiny)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Outcome of comparing an implementation's output with the reference (clause 11.2)."""
+
+    ok: bool
+    message: str
+    worst_index: tuple[int, ...] | None = None
+    worst_ratio: float = 0.0  # max |error| / bound; <= 1 passes
+
+
+def _describe(params: Mapping[str, Any] | None) -> str:
+    if not params:
+        return ""
+    return "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+
+
+def compare(
+    actual: Any,
+    expected: np.ndarray,
+    bound: np.ndarray,
+    *,
+    op: str,
+    params: Mapping[str, Any] | None = None,
+    dtype: Any = None,
+) -> Comparison:
+    """Compare shape, then dtype (when ``dtype`` is given), then values against ``bound``.
+
+    The message names the op, its parameters, the worst index, both values, the error and the
+    bound there. Non-finite values in ``actual`` fail unless the reference has the same value.
+    """
+    label = f"{op}{_describe(params)}"
+    actual_arr = np.asarray(actual)
+    expected = np.asarray(expected)
+    if actual_arr.shape != expected.shape:
+        return Comparison(False, f"{label}: shape {actual_arr.shape} != expected {expected.shape}")
+    if dtype is not None and actual_arr.dtype != np.dtype(dtype):
+        return Comparison(False, f"{label}: dtype {actual_arr.dtype} != expected {np.dtype(dtype)}")
+    if actual_arr.size == 0:
+        return Comparison(True, f"{label}: empty output")
+    a = actual_arr.astype(np.float64)
+    e = expected.astype(np.float64)
+    err = np.abs(a - e)
+    same_special = (a == e) | (np.isnan(a) & np.isnan(e))
+    err = np.where(same_special, 0.0, err)
+    err = np.where(np.isnan(err), np.inf, err)
+    ratio = err / np.broadcast_to(np.asarray(bound, dtype=np.float64), err.shape)
+    flat = int(np.argmax(ratio))
+    idx = tuple(int(i) for i in np.unravel_index(flat, ratio.shape))
+    worst = float(ratio[idx])
+    b = float(np.broadcast_to(bound, err.shape)[idx])
+    detail = (
+        f"{label}: worst at index {idx}: got {float(a[idx])!r}, expected {float(e[idx])!r}, "
+        f"|error| {err[idx]:.3e} vs bound {b:.3e} ({worst:.3g}x the bound)"
+    )
+    return Comparison(worst <= 1.0, detail, idx, worst)
+
+
+def assert_close(actual, expected, bound, *, op, params=None, dtype=None) -> None:
+    """`compare`, raising AssertionError with its message on failure."""
+    result = compare(actual, expected, bound, op=op, params=params, dtype=dtype)
+    if not result.ok:
+        raise AssertionError(result.message)
+
+
+def relative_tolerance(dtype: Any) -> float:
+    """Clause 11.3: allowed max|a - b| / max|b| between two whole-model implementations in ``dtype``."""
+    table = load_toml("tolerance.toml")["relative"]
+    name = np.dtype(dtype).name
+    if name not in table:
+        raise ValueError(f"the tolerance policy has no whole-model tolerance for {name}")
+    return float(table[name])
+
+
+def assert_relative(actual, expected, *, dtype, op, params=None) -> None:
+    """Clause 11.3 check: shape, dtype, then max|a - e| <= tol(dtype) * max|e| (worst index reported)."""
+    expected = np.asarray(expected)
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    bound = np.full(expected.shape, relative_tolerance(dtype) * scale)
+    assert_close(actual, expected, bound, op=op, params=params, dtype=dtype)
