@@ -39,3 +39,26 @@ def initial_state_dict(config: Config, seed: int | None = None) -> dict[str, np.
         else:  # norm weights and Scale vectors
             state[name] = np.ones(shape, np.float32)
     return state
+
+
+def random_state_dict(config: Config, seed: int | None = None, dtype=np.float64) -> dict[str, np.ndarray]:
+    """Random weights that are deliberately not init-like, for testing (every parameter matters).
+
+    Matrices: normal with std gain / sqrt(fan_in), the gain log-uniform in [0.5, 2] per tensor
+    (activations stay of order one through any depth); biases: normal, std 0.3; norm weights and
+    scales: uniform in [0.5, 1.5] with random signs, so a missing scale or a wrong norm shows.
+    """
+    rng = np.random.default_rng(seed)
+    state = {}
+    for name, shape in parameter_shapes(config).items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "weight" and len(shape) >= 2:
+            fan_in = int(np.prod(shape[1:]))
+            gain = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+            values = rng.standard_normal(shape) * gain / np.sqrt(fan_in)
+        elif leaf == "bias":
+            values = rng.normal(0.0, 0.3, size=shape)
+        else:
+            values = rng.uniform(0.5, 1.5, size=shape) * rng.choice((-1.0, 1.0), size=shape)
+        state[name] = values.astype(dtype)
+    return state
