@@ -16,7 +16,7 @@ import pytest
 
 from parcnetv2.errors import CheckpointError, UnsafeCheckpointError, WeightsError
 from parcnetv2.reference import checkpoint as ck
-from parcnetv2.reference.checkpoint import convert, read_state_dict, write_state_dict
+from parcnetv2.reference.checkpoint import convert, read_state_dict, torch_format, write_state_dict
 
 FORMATS = ("npz", "safetensors", "pth", "pt", "bin")
 
@@ -87,7 +87,7 @@ def legacy_file(path: Path, body: bytes, storages: dict[str, tuple[np.ndarray, i
     """torch < 1.6 layout: magic, protocol, sys_info, object, key list, then each storage."""
     order = "little" if little else "big"
     out = io.BytesIO()
-    for obj in (ck._LEGACY_MAGIC, 1001,
+    for obj in (torch_format._LEGACY_MAGIC, 1001,
                 {"protocol_version": 1001, "little_endian": little,
                  "type_sizes": {"short": 2, "int": 4, "long": 8}}):  # fmt: skip
         pickle.dump(obj, out, protocol=2)

@@ -22,8 +22,7 @@ import numpy as np
 import pytest
 
 from parcnetv2.errors import CheckpointError, UnsafeCheckpointError
-from parcnetv2.reference import checkpoint as ck
-from parcnetv2.reference.checkpoint import read_state_dict, write_state_dict
+from parcnetv2.reference.checkpoint import read_state_dict, restricted_pickle, write_state_dict
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -204,7 +203,7 @@ def test_extension_registry_opcode_refused(tmp_path: Path) -> None:
 def test_build_cannot_tamper_with_the_stand_ins(tmp_path: Path) -> None:
     """BUILD on an allowed global (e.g. setting __defaults__ of a rebuild function, or attributes
     of the Namespace placeholder) is refused and changes nothing for later files."""
-    before = ck._rebuild_tensor_v2.__defaults__
+    before = restricted_pickle._rebuild_tensor_v2.__defaults__
     for glob in (b"ctorch._utils\n_rebuild_tensor_v2\n", b"ccollections\nOrderedDict\n",
                  b"cargparse\nNamespace\n", b"ctorch\nFloatStorage\n", b"ctorch\nuint16\n"):  # fmt: skip
         data = (b"\x80\x02" + glob + b"N}X\x0c\x00\x00\x00__defaults__(K\x00K\x01tsX\x0b\x00\x00\x00"
@@ -212,8 +211,8 @@ def test_build_cannot_tamper_with_the_stand_ins(tmp_path: Path) -> None:
         path = as_torch_zip(tmp_path / "build.pth", data)
         with pytest.raises(CheckpointError):
             read_state_dict(path)
-    assert ck._rebuild_tensor_v2.__defaults__ == before
-    assert "__defaults__" not in vars(ck._Ignored)
+    assert restricted_pickle._rebuild_tensor_v2.__defaults__ == before
+    assert "__defaults__" not in vars(restricted_pickle._Ignored)
     write_state_dict(tmp_path / "ok.pth", {"w": np.arange(3.0)})
     np.testing.assert_array_equal(read_state_dict(tmp_path / "ok.pth")["w"], np.arange(3.0))
 
