@@ -1,0 +1,37 @@
+"""Shared test settings."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+try:
+    import torch
+except ImportError:  # torch is an optional extra; its tests skip without it
+    torch = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_threaded_libraries():
+    """Run NumPy's BLAS and PyTorch single-threaded during the tests.
+
+    The tests run as two xdist workers on two cores and their arrays are small: threaded BLAS or
+    torch there oversubscribes the cores and slows runs down many times. Tests of thread counts
+    pass them explicitly (the C kernels take a per-call thread count).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the `test` extra installs it; without it only torch is limited
+        blas = contextlib.nullcontext()
+    else:
+        blas = threadpool_limits(limits=1, user_api="blas")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        with blas:
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
