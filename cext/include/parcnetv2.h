@@ -1,0 +1,166 @@
+/*
+ * parcnetv2.h - public API of the ParCNetV2 depthwise-convolution kernel library (spec clause 12).
+ *
+ * Plain C99, float32, batch N, stride 1, zero padding, cross-correlation (PyTorch convention).
+ * Shape legend: N batch, C channels, H height, W width, K kernel length.
+ *
+ * Layouts of activations (x, y): PCN_NCHW means x[n][c][h][w], PCN_NHWC means x[n][h][w][c],
+ * both dense and contiguous. Weights are always in PyTorch's order, independent of the layout:
+ *   dense depthwise weight  (C,1,KH,KW) -> w[c][ky][kx]
+ *   oversized k_h           (C,1,KV,1)  -> k_h[c][ky]      (vertical, applied first)
+ *   oversized k_w           (C,1,1,KW)  -> k_w[c][kx]      (horizontal, applied second)
+ *   7x7 kernel of DW7       (C,1,7,7)   -> k7[c][ky][kx]
+ *
+ * Every entry point returns PCN_OK (0) or an error code and never aborts. When `err` is not NULL
+ * it receives the code and a NUL-terminated message naming the offending argument. There is no
+ * global mutable state: the library is safe to call concurrently from several threads.
+ *
+ * Results are bit-identical for any thread count: each output element is computed by exactly one
+ * thread, in a fixed order of operations that depends only on the shapes and the ISA.
+ */
+#ifndef PARCNETV2_H
+#define PARCNETV2_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PCN_VERSION_MAJOR 1
+#define PCN_VERSION_MINOR 0
+#define PCN_VERSION_PATCH 0
+
+/* Largest supported kernel length along one axis (dense KH, KW and oversized K). */
+#define PCN_MAX_KERNEL 255
+
+typedef enum pcn_status {
+    PCN_OK = 0,
+    PCN_ERR_NULL = 1,      /* a required pointer is NULL */
+    PCN_ERR_SHAPE = 2,     /* a size is zero, a kernel too large/even, or the output would be empty */
+    PCN_ERR_OVERFLOW = 3,  /* a size product overflows size_t (or the tensor is too large) */
+    PCN_ERR_NOMEM = 4,     /* scratch allocation failed or a caller workspace is too small */
+    PCN_ERR_ISA = 5,       /* a forced ISA is not compiled in or not supported by this CPU */
+    PCN_ERR_ARG = 6        /* an enum or option argument has an invalid value */
+} pcn_status;
+
+typedef enum pcn_layout { PCN_NCHW = 0, PCN_NHWC = 1 } pcn_layout;
+
+typedef enum pcn_isa {
+    PCN_ISA_AUTO = 0,   /* the best ISA this CPU supports */
+    PCN_ISA_SCALAR = 1, /* portable C, always present */
+    PCN_ISA_AVX2 = 2,   /* x86-64 AVX2 + FMA */
+    PCN_ISA_AVX512 = 3, /* x86-64 AVX-512F */
+    PCN_ISA_NEON = 4    /* AArch64 Advanced SIMD */
+} pcn_isa;
+
+typedef enum pcn_path {
+    PCN_PATH_AUTO = 0,      /* cost model decides (see pcn_parc_choose_path) */
+    PCN_PATH_SEPARABLE = 1, /* vertical pass, then horizontal pass fused with DW7 */
+    PCN_PATH_DENSE = 2      /* reparameterize (clause 7), then one dense implicit-GEMM conv */
+} pcn_path;
+
+/* Per-call options. Zero-initialise (or use pcn_options_default) and set what you need. */
+typedef struct pcn_options {
+    int threads;      /* OpenMP threads for this call; <= 0 means the OpenMP default; 1 = serial */
+    pcn_isa isa;      /* PCN_ISA_AUTO, or force one ISA (PCN_ERR_ISA if unavailable) */
+    pcn_path path;    /* parc_spatial only */
+    int nchw_kernel;  /* NCHW only: 0 auto, 1 plane kernels (vectors along W), 2 channel-slab
+                         kernels (vectors along C, planes gathered/scattered); same results
+                         up to rounding, different speed */
+    void *workspace;  /* optional caller scratch; NULL = the call allocates its own */
+    size_t workspace_bytes; /* size of `workspace`; must be >= the *_workspace_size query */
+} pcn_options;
+
+/* Error report filled by every entry point when non-NULL. */
+#define PCN_ERRMSG_LEN 256
+typedef struct pcn_error {
+    pcn_status code;
+    char message[PCN_ERRMSG_LEN];
+} pcn_error;
+
+/* Library version string "major.minor.patch" and build description (ISAs compiled, OpenMP). */
+const char *pcn_version(void);
+const char *pcn_build_info(void);
+/* Human-readable name of a status code ("ok", "null pointer", ...). */
+const char *pcn_status_name(pcn_status code);
+/* Name of an ISA ("scalar", "avx2", "avx512", "neon", "auto"). */
+const char *pcn_isa_name(pcn_isa isa);
+/* 1 when `isa` is compiled into this build and supported by the running CPU, else 0. */
+int pcn_isa_available(pcn_isa isa);
+/* The ISA PCN_ISA_AUTO resolves to on this CPU. */
+pcn_isa pcn_isa_best(void);
+/* 1 when built with OpenMP (threads > 1 effective), else 0. */
+int pcn_has_openmp(void);
+/* Default options: threads 0, isa AUTO, path AUTO, no workspace. */
+pcn_options pcn_options_default(void);
+
+/*
+ * Dense depthwise convolution (clause 6 for KH = KW = 7; any KH x KW in 1..255, any padding; used by
+ * clause 7 for the reparameterized kernel). Implicit GEMM: no im2col buffer; for every output tile
+ * only the kernel rows and columns that reach at least one real input pixel are visited, so taps
+ * that land entirely in the zero padding are skipped.
+ *   x    (N,C,H,W) or (N,H,W,C) per `layout`
+ *   w    (C,1,KH,KW)
+ *   bias (C) or NULL
+ *   y    (N,C,OH,OW) or (N,OH,OW,C), OH = H + 2*PH - KH + 1 >= 1, OW = W + 2*PW - KW + 1 >= 1
+ * x and y must not overlap.
+ */
+pcn_status pcn_dwconv2d(const float *x, const float *w, const float *bias, float *y,
+                        size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW,
+                        size_t PH, size_t PW, pcn_layout layout,
+                        const pcn_options *opt, pcn_error *err);
+
+/*
+ * Oversized separable depthwise convolution OC (clause 5): vertical KV x 1 with padding KV/2,
+ * then horizontal 1 x KW with padding KW/2, both bias-free.
+ *   x   (N,C,H,W) or (N,H,W,C);  k_h (C,1,KV,1);  k_w (C,1,1,KW)
+ *   y   (N,C,OH,OW) or (N,OH,OW,C) with OH = H + 2*(KV/2) - KV + 1 (= H for odd KV), same for OW.
+ */
+pcn_status pcn_oversized_conv(const float *x, const float *k_h, const float *k_w, float *y,
+                              size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                              pcn_layout layout, const pcn_options *opt, pcn_error *err);
+
+/*
+ * Fused ParC spatial op OC(x) + DW7(x) (clauses 5, 6 and 7) in one call. KV and KW must be odd.
+ *   x (N,C,H,W) or (N,H,W,C); k_h (C,1,KV,1); k_w (C,1,1,KW); k7 (C,1,7,7); y has x's shape.
+ * opt->path selects the separable path, the reparameterized dense path, or AUTO (cost model).
+ */
+pcn_status pcn_parc_spatial(const float *x, const float *k_h, const float *k_w, const float *k7,
+                            float *y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                            pcn_layout layout, const pcn_options *opt, pcn_error *err);
+
+/*
+ * Reparameterization (clause 7): dense (C,1,RH,RW) kernel with RH = max(KV,7), RW = max(KW,7):
+ * outer(k_h[c], k_w[c]) centred, plus k7[c] centred. KV and KW must be odd. `out` must hold
+ * C*RH*RW floats. Each element is computed as float32 k_h*k_w, then + k7 where the 7x7 overlaps.
+ */
+pcn_status pcn_reparameterize(const float *k_h, const float *k_w, const float *k7, float *out,
+                              size_t C, size_t KV, size_t KW, pcn_error *err);
+
+/*
+ * Cost model of pcn_parc_spatial (documented in SPEC-NOTES.md): returns PCN_PATH_SEPARABLE or
+ * PCN_PATH_DENSE for these sizes, or PCN_PATH_AUTO (0) when the sizes are invalid. The two cost
+ * estimates (in multiply-add equivalents) are stored through the pointers when non-NULL.
+ */
+pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                              pcn_layout layout, double *cost_separable, double *cost_dense);
+
+/*
+ * Workspace queries: bytes of scratch the matching call needs with these sizes and options
+ * (threads and isa matter). 0 is returned (and err filled) when the arguments are invalid.
+ */
+size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW,
+                                   size_t PH, size_t PW, pcn_layout layout,
+                                   const pcn_options *opt, pcn_error *err);
+size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
+                                         size_t KW, pcn_layout layout, const pcn_options *opt,
+                                         pcn_error *err);
+size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
+                                       size_t KW, pcn_layout layout, const pcn_options *opt,
+                                       pcn_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PARCNETV2_H */

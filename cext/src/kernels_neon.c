@@ -1,0 +1,30 @@
+/* kernels_neon.c - AArch64 Advanced SIMD instantiation of kernels_impl.h (clause 12). */
+#include "pcn_internal.h"
+#ifdef PCN_HAVE_NEON
+#include <arm_neon.h>
+#include <string.h>
+
+#define PCN_SUFFIX neon
+#define PCN_ISA_ID PCN_ISA_NEON
+#define PCN_ISA_STR "neon"
+#define VL 4
+typedef float32x4_t vec;
+#define V_ZERO() vdupq_n_f32(0.0f)
+#define V_SET1(f) vdupq_n_f32(f)
+#define V_LOAD(p) vld1q_f32(p)
+#define V_STORE(p, v) vst1q_f32((p), (v))
+#define V_FMA(a, b, acc) vfmaq_f32((acc), (a), (b))
+static inline void pcn_neon_store_n(float *p, float32x4_t v, int n) {
+    float tmp[4];
+    vst1q_f32(tmp, v);
+    memcpy(p, tmp, sizeof(float) * (size_t)n);
+}
+#define V_STORE_N(p, v, n) pcn_neon_store_n((p), (v), (n))
+#define NCHW_R 4
+#define NCHW_V 4
+#define NHWC_R 4
+#define NHWC_J 4
+#include "kernels_impl.h"
+#else
+typedef int pcn_empty_translation_unit;
+#endif

@@ -1,0 +1,112 @@
+/*
+ * pcn_internal.h - private declarations shared by the dispatcher (ops.c, dispatch.c) and the
+ * per-ISA kernel files (kernels_*.c). Not installed. Spec clause 12.
+ */
+#ifndef PCN_INTERNAL_H
+#define PCN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "parcnetv2.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PCN_INLINE static inline __attribute__((always_inline))
+#define PCN_RESTRICT __restrict__
+#else
+#define PCN_INLINE static inline
+#define PCN_RESTRICT
+#endif
+
+/* Overflow-checked size arithmetic: return 1 on overflow. */
+static inline int pcn_mul_ovf(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return 1;
+    *out = a * b;
+    return 0;
+}
+static inline int pcn_add_ovf(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return 1;
+    *out = a + b;
+    return 0;
+}
+/* a*b*c..., 0 terminated list would be overkill: helpers for 3 and 4 factors. */
+static inline int pcn_mul3_ovf(size_t a, size_t b, size_t c, size_t *out) {
+    size_t t;
+    return pcn_mul_ovf(a, b, &t) || pcn_mul_ovf(t, c, out);
+}
+static inline int pcn_mul4_ovf(size_t a, size_t b, size_t c, size_t d, size_t *out) {
+    size_t t;
+    return pcn_mul3_ovf(a, b, c, &t) || pcn_mul_ovf(t, d, out);
+}
+#define PCN_SIZE_BAD ((size_t)-1)
+
+enum { PCN_JOB_DENSE = 1, PCN_JOB_SEPARABLE = 2 };
+
+/*
+ * One convolution job after validation. All sizes fit in ptrdiff_t (checked by ops.c).
+ * Dense:     KH x KW kernel, padding PH, PW, weights w_raw (C,KH,KW), bias_raw (C) or NULL.
+ * Separable: vertical KH (= KV) with PH = KV/2 from kh_raw (C,KV); horizontal KW with PW = KW/2
+ *            from kw_raw (C,KW); with_dw7 adds the 7x7 kernel k7_raw (C,7,7), padding 3.
+ * OH, OW are the output sizes.
+ */
+typedef struct pcn_job {
+    int kind;
+    int layout;
+    int with_dw7;
+    int slab;     /* 1: channel-slab kernels (always for NHWC; chosen or forced for NCHW) */
+    int reparam;  /* dense job whose kernel is built from kh_raw, kw_raw, k7_raw (clause 7) */
+    ptrdiff_t N, C, H, W, OH, OW, KH, KW, PH, PW;
+    ptrdiff_t RKV, RKW; /* lengths of kh_raw, kw_raw when reparam */
+    const float *x;
+    float *y;
+    const float *w_raw, *bias_raw, *kh_raw, *kw_raw, *k7_raw;
+} pcn_job;
+
+/* Reparameterized RH x RW kernel of one channel (clause 7), RH = max(KV,7), RW = max(KW,7):
+ * every element is 0, then float32 k_h[a'] * k_w[b'] where the centred outer product covers it,
+ * then (that value) + k7 where the centred 7x7 covers it. Written to out[a*rs + b*cs]. Shared by
+ * pcn_reparameterize and the dense kernels, so both agree bitwise (compiled with
+ * -ffp-contract=off, so the product is rounded before the sum). */
+static inline void pcn_reparam_channel(const float *kh, const float *kw, const float *k7,
+                                       ptrdiff_t KV, ptrdiff_t KW, float *out, ptrdiff_t rs,
+                                       ptrdiff_t cs) {
+    const ptrdiff_t RH = KV > 7 ? KV : 7, RW = KW > 7 ? KW : 7;
+    const ptrdiff_t oy = (RH - KV) / 2, ox = (RW - KW) / 2, sy = (RH - 7) / 2, sx = (RW - 7) / 2;
+    ptrdiff_t a, b;
+    for (a = 0; a < RH; a++)
+        for (b = 0; b < RW; b++) out[a * rs + b * cs] = 0.0f;
+    for (a = 0; a < KV; a++)
+        for (b = 0; b < KW; b++) out[(oy + a) * rs + (ox + b) * cs] = kh[a] * kw[b];
+    for (a = 0; a < 7; a++)
+        for (b = 0; b < 7; b++) {
+            float *d = &out[(sy + a) * rs + (sx + b) * cs];
+            *d = *d + k7[a * 7 + b];
+        }
+}
+
+/* The kernels of one ISA. `units` parallel work items (an NCHW plane or an NHWC slab of VL
+ * channels); `run` processes [u0, u1) using `scratch` (scratch_floats(job) floats, 64-byte
+ * aligned, private to the calling thread), which also holds the unit's packed weights. */
+typedef struct pcn_kernels {
+    pcn_isa isa;
+    const char *name;
+    int vl;
+    size_t (*scratch_floats)(const pcn_job *job);
+    size_t (*units)(const pcn_job *job);
+    void (*run)(const pcn_job *job, size_t u0, size_t u1, float *scratch);
+} pcn_kernels;
+
+extern const pcn_kernels pcn_kernels_scalar;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(PCN_NO_SIMD)
+#define PCN_HAVE_X86 1
+extern const pcn_kernels pcn_kernels_avx2;
+extern const pcn_kernels pcn_kernels_avx512;
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(PCN_NO_SIMD)
+#define PCN_HAVE_NEON 1
+extern const pcn_kernels pcn_kernels_neon;
+#endif
+
+/* dispatch.c */
+const pcn_kernels *pcn_select_kernels(pcn_isa isa);
+
+#endif
