@@ -30,7 +30,7 @@ _BLOCK_KEY = re.compile(r"^stages\.(\d+)\.(\d+)\.")
 
 
 def infer_config(state_dict: Mapping[str, Any], interpolate: bool | int = False) -> Config:
-    """The configuration a state_dict with official names describes (clause 13.3)."""
+    """The configuration a state_dict with official names describes (clause 13.4)."""
 
     def shape_of(key: str) -> tuple[int, ...]:
         if key not in state_dict:

@@ -17,6 +17,9 @@ from parcnetv2.spec.data import load_toml
 
 __all__ = [
     "unit_roundoff",
+    "gamma",
+    "propagation_length",
+    "propagated_bound",
     "elementwise_bound",
     "relative_tolerance",
     "Comparison",
@@ -34,6 +37,31 @@ def unit_roundoff(dtype: Any) -> float:
 def safety_factor() -> float:
     """The constant c of clause 11, read from tolerance.toml."""
     return float(load_toml("tolerance.toml")["factor"]["c"])
+
+
+def gamma(reduction_length: float, dtype: Any) -> float:
+    """Rounding factor of one operation in the propagated bounds of clauses 11.4-11.9:
+    ``c * sqrt(n) * (u(dtype) + u(float64))``. The float64 term covers the reference's own rounding,
+    so the bound also holds when the implementation itself computes in float64."""
+    if reduction_length < 1:
+        raise ValueError(f"reduction_length must be >= 1, got {reduction_length}")
+    u = unit_roundoff(dtype) + unit_roundoff(np.float64)
+    return safety_factor() * float(np.sqrt(float(reduction_length))) * u
+
+
+def propagation_length(name: str) -> int:
+    """The effective length ``n`` of a non-reduction operation (``gelu_length``,
+    ``resize_length``, ``norm_length``) from the [propagation] table of tolerance.toml."""
+    table = load_toml("tolerance.toml")["propagation"]
+    if name not in table:
+        raise ValueError(f"the tolerance policy has no propagation length {name!r}; known: {', '.join(table)}")
+    return int(table[name])
+
+
+def propagated_bound(error: np.ndarray, dtype: Any) -> np.ndarray:
+    """The comparison bound of clauses 11.4-11.9: a propagated first-order error bound (float64,
+    the output's shape) plus the smallest normal number of ``dtype``."""
+    return np.asarray(error, dtype=np.float64) + float(np.finfo(np.dtype(dtype)).tiny)
 
 
 def elementwise_bound(magnitude: np.ndarray, dtype: Any, reduction_length: int) -> np.ndarray:

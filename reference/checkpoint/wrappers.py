@@ -1,5 +1,5 @@
 """Finding the state_dict inside a training checkpoint, and the names DataParallel prefixes
-(spec clause 13.2)."""
+(spec clause 13.3)."""
 
 from __future__ import annotations
 

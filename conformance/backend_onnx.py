@@ -1,0 +1,195 @@
+"""The built-in ``onnx`` backend and exported files given by the user (spec clauses 14.3, 14.7).
+
+``OnnxBackend`` exports the project's PyTorch model (``torch_model``) for every operation,
+component and model it is asked for, with ``torch.onnx.export(..., dynamo=False)`` at opset 17,
+and runs the export with ONNX Runtime's CPUExecutionProvider. Exports are cached per module,
+weights and input shape within the process (so per pytest-xdist worker).
+``OnnxFileBackend`` is ``--backend onnx --model FILE.onnx --weights FILE``: one fixed model,
+the weights it was exported from, and its intermediate activations (``onnx_graph``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from parcnetv2.conformance.backend_torch import TorchBackend, module_names
+from parcnetv2.conformance.onnx_graph import OnnxModel, session
+from parcnetv2.conformance.protocol import Unsupported
+from parcnetv2.reference.architecture import Config
+
+__all__ = ["OPSET", "OnnxBackend", "OnnxFileBackend", "backend"]
+
+OPSET = 17
+_CACHE_SIZE = 32
+_EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript exporter)"
+
+
+def export(module: nn.Module, x: np.ndarray) -> onnx.ModelProto:
+    """``module`` exported at opset 17 for an input shaped like ``x`` (NCHW or NHWC)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (torch.from_numpy(np.ascontiguousarray(x)),), buffer, dynamo=False,
+            opset_version=OPSET, input_names=["x"], output_names=["y"],
+        )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _reject_interpolate_true(interpolate: Any) -> None:
+    if interpolate is True:
+        raise Unsupported(
+            f"{_EXPORTER} cannot export interpolate=True: the resized kernel's length comes from "
+            "the input's shape, and the exporter refuses a convolution with a kernel of unknown shape"
+        )
+
+
+class OnnxBackend(TorchBackend):
+    """The project's torch model, exported per call and run by ONNX Runtime (clause 14.3)."""
+
+    # Kernel arithmetic on weights happens in torch before the export; nothing for ONNX Runtime.
+    resize_kernel = None
+    reparameterize = None
+
+    def __init__(self) -> None:
+        super().__init__("cpu", name="onnx")
+        self._sessions: OrderedDict[str, ort.InferenceSession] = OrderedDict()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "implementation": "parcnetv2.conformance.torch_model exported to ONNX",
+            "exporter": _EXPORTER,
+            "opset": OPSET,
+            "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+            "provider": "CPUExecutionProvider",
+            "torch": torch.__version__,
+        }
+
+    def _key(self, module: nn.Module, x: np.ndarray) -> str:
+        digest = hashlib.sha1(repr(module).encode())
+        digest.update(repr((x.shape, x.dtype.str)).encode())
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def _run(self, module: nn.Module, x: np.ndarray) -> np.ndarray:
+        key = self._key(module, x)
+        if key in self._sessions:
+            self._sessions.move_to_end(key)
+        else:
+            self._sessions[key] = session(export(module, x))
+            if len(self._sessions) > _CACHE_SIZE:
+                self._sessions.popitem(last=False)
+        return self._sessions[key].run(None, {"x": np.ascontiguousarray(x)})[0]
+
+    def oversized_conv(self, x, k_h, k_w, interpolate=False):
+        _reject_interpolate_true(interpolate)
+        return super().oversized_conv(x, k_h, k_w, interpolate)
+
+    def parc_spatial(self, params, x, *, interpolate, local_padding):
+        _reject_interpolate_true(interpolate)
+        return super().parc_spatial(params, x, interpolate=interpolate, local_padding=local_padding)
+
+    def token_mixer(self, params, x, *, interpolate, local_padding, reparameterized=False):
+        _reject_interpolate_true(interpolate)
+        return super().token_mixer(params, x, interpolate=interpolate, local_padding=local_padding, reparameterized=reparameterized)
+
+    def block(self, params, x, *, res_scale, eps, interpolate, local_padding, reparameterized=False):
+        _reject_interpolate_true(interpolate)
+        return super().block(
+            params, x, res_scale=res_scale, eps=eps, interpolate=interpolate,
+            local_padding=local_padding, reparameterized=reparameterized,
+        )
+
+    def model(self, config: Config, state_dict: Mapping[str, np.ndarray]) -> "_ExportingModel":
+        _reject_interpolate_true(config.interpolate)
+        return _ExportingModel(super().model(config, state_dict).module, module_names(config))
+
+
+class _ExportingModel:
+    """A torch model exported on first use for the input shape it is called with."""
+
+    def __init__(self, module: nn.Module, names: list[str]):
+        self._module, self._names = module, names
+        self._exports: dict[tuple[int, ...], OnnxModel] = {}
+
+    def _for(self, x: np.ndarray) -> OnnxModel:
+        if x.shape not in self._exports:
+            self._exports[x.shape] = OnnxModel(export(self._module, x), self._names)
+        return self._exports[x.shape]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """NCHW images (N, 3, H, W) -> logits (N, classes)."""
+        return self._for(x)(x)
+
+    def activations(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Module outputs located through the exporter's scope names (clause 14.7)."""
+        return self._for(x).activations(x)
+
+
+class OnnxFileBackend:
+    """A user's exported model and the weights it was exported from (clause 14.7).
+
+    ``fixed_state_dict`` holds those weights (the harness runs the reference with them);
+    ``model`` returns the file as an ``OnnxModel`` with its intermediate activations.
+    """
+
+    def __init__(self, path: Path, state_dict: Mapping[str, np.ndarray], config: Config):
+        self.name = f"onnx --model {Path(path).name}"
+        self.path = Path(path)
+        self.proto = onnx.load(str(path))
+        self.fixed_state_dict = dict(state_dict)
+        self.config = config
+        self._model = OnnxModel(self.proto, module_names(config))
+        self.dtype = self._model.dtype
+
+    def info(self) -> dict[str, Any]:
+        opsets = {o.domain or "ai.onnx": o.version for o in self.proto.opset_import}
+        return {
+            "implementation": f"ONNX file {self.path}",
+            "opset": opsets.get("ai.onnx"),
+            "producer": f"{self.proto.producer_name} {self.proto.producer_version}".strip(),
+            "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+            "provider": "CPUExecutionProvider",
+            "input_shape": list(self._model.input_shape),
+            "located_activations": len(self._model.outputs),
+        }
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        return self._model.input_shape
+
+    def initializers(self) -> dict[str, np.ndarray]:
+        """Initializers stored under official parameter names (the exporter keeps most)."""
+        return {
+            i.name: onnx.numpy_helper.to_array(i) for i in self.proto.graph.initializer if i.name in self.fixed_state_dict
+        }
+
+    def parameter_shapes(self, config: Config) -> dict[str, tuple[int, ...]]:
+        if config != self.config:
+            raise Unsupported(f"the ONNX file is one model ({self.config.name})")
+        return {k: tuple(np.shape(v)) for k, v in self.fixed_state_dict.items()}
+
+    def model(self, config: Config, state_dict: Mapping[str, np.ndarray]) -> OnnxModel:
+        if config != self.config:
+            raise Unsupported(f"the ONNX file is one model ({self.config.name})")
+        return self._model
+
+
+def backend() -> OnnxBackend:
+    """Entry point of the built-in ``onnx`` backend."""
+    return OnnxBackend()

@@ -1,0 +1,150 @@
+"""Validating a user's model (spec clauses 14.6 and 14.7): a torch factory with the official
+names (``--backend torch --model package.module:factory``) and an exported ONNX file with the
+weights it was exported from (``--backend onnx --model FILE.onnx --weights FILE``). Correct
+models pass; a wrong GELU is found in the module where it happens, even where the logits hide it;
+wrong names are listed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from parcnetv2.conformance.runner import run_suite
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+FACTORIES = '''
+import torch
+from parcnetv2.conformance import torch_model as tm
+
+
+def official(variant):
+    return tm.build_model(variant)
+
+
+def tanh_gelu(variant):
+    model = tm.build_model(variant)
+    for module in model.modules():
+        if isinstance(module, torch.nn.GELU):
+            module.approximate = "tanh"
+    return model
+
+
+def renamed(variant):
+    model = tm.build_model(variant)
+    model.classifier = model.head
+    del model.head
+    return model
+'''
+
+# A small custom model, so the exported file runs quickly (clause 2.4).
+SMALL = dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), global_kernel_sizes=(21, 11, 5, 3), num_classes=10)
+MODEL_TESTS = ["conformance/test_model.py::test_variant_model", "conformance/test_parameters.py"]
+QUICK = ["--conformance-profile", "quick"]
+
+
+@pytest.fixture(scope="module")
+def factories(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("factories")
+    (folder / "user_factories.py").write_text(FACTORIES)
+    return folder
+
+
+def test_official_torch_factory_passes(factories, tmp_path):
+    """Clause 14.6: the whole xt model at 224 x 224, every named module, names, counts."""
+    component = "conformance/test_model.py::test_variant_component[parcnetv2_xt:stages.0.0.token_mixer.dwconv1]"
+    result = run_suite([*MODEL_TESTS, component, "--backend", "torch", "--model", "user_factories:official", *QUICK], report=tmp_path / "r.json", pythonpath=factories)
+    assert result.returncode == 0, result.stdout[-3000:]
+    tests = result.tests()
+    assert tests["test_variant_model[parcnetv2_xt]"]["outcome"] == "passed"
+    assert tests["test_variant_model[parcnetv2_xt]"]["activations_compared"] > 250
+    assert tests["test_variant_component[parcnetv2_xt:stages.0.0.token_mixer.dwconv1]"]["outcome"] == "passed"
+    assert tests["test_parameter_count[parcnetv2_base]"]["outcome"] == "passed"
+
+
+def test_torch_factory_with_tanh_gelu_names_the_first_divergence(factories, tmp_path):
+    """Clause 14.6: the first module out of its own bound is the first GELU."""
+    components = [f"conformance/test_model.py::test_variant_component[parcnetv2_xt:stages.0.0.{m}]" for m in ("mlp.act", "norm1")]
+    result = run_suite(
+        ["conformance/test_model.py::test_variant_model", *components, "--backend", "torch", "--model", "user_factories:tanh_gelu", *QUICK],
+        report=tmp_path / "r.json", pythonpath=factories,
+    )
+    assert result.returncode == 1
+    assert set(result.report["first_divergences"].values()) == {"stages.0.0.token_mixer.act"}
+    tests = result.tests()
+    assert tests["test_variant_component[parcnetv2_xt:stages.0.0.mlp.act]"]["outcome"] == "failed"
+    assert tests["test_variant_component[parcnetv2_xt:stages.0.0.norm1]"]["outcome"] == "passed"
+
+
+def test_torch_factory_with_other_names_lists_the_differences(factories, tmp_path):
+    """Clause 2.2: missing and unexpected names are listed in the failure and the report."""
+    result = run_suite(
+        ["conformance/test_parameters.py", "--backend", "torch", "--model", "user_factories:renamed", "--variant", "parcnetv2_xt", *QUICK],
+        report=tmp_path / "r.json", pythonpath=factories,
+    )
+    assert result.returncode == 1
+    names = result.tests()["test_parameter_names_and_shapes[parcnetv2_xt]"]
+    assert names["parameter_differences"]["missing"] == ["head.weight", "head.bias"]
+    assert names["parameter_differences"]["unexpected"] == ["classifier.weight", "classifier.bias"]
+
+
+def _export(folder, approximate: str, dynamo: bool = False) -> tuple[str, str]:
+    """A small model with harness-style weights, exported at 45 x 29 (TorchScript exporter at
+    opset 17, or the dynamo exporter at opset 18), and its weights (.npz)."""
+    from parcnetv2.conformance import torch_model as tm
+    from parcnetv2.conformance.cases import random_weights
+    from parcnetv2.reference import Config, parameter_shapes
+
+    weights = random_weights(parameter_shapes(Config(**SMALL)), np.random.default_rng(0))
+    weights = {k: v.astype(np.float32) for k, v in weights.items()}
+    model = tm.build_model(**SMALL, init=False)
+    tm.load_numpy_state_dict(model, weights)
+    for module in model.modules():
+        if isinstance(module, torch.nn.GELU):
+            module.approximate = approximate
+    stem = folder / f"small_{approximate}_{'dynamo' if dynamo else 'torchscript'}"
+    np.savez(f"{stem}.npz", **weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            torch.onnx.export(model, (torch.zeros(2, 3, 45, 29),), dynamo=True, opset_version=18).save(f"{stem}.onnx")
+        else:
+            torch.onnx.export(model, (torch.zeros(2, 3, 45, 29),), f"{stem}.onnx", dynamo=False, opset_version=17)
+    return f"{stem}.onnx", f"{stem}.npz"
+
+
+def test_exported_onnx_file_with_its_weights_passes(tmp_path):
+    """Clause 14.7: output, located activations, each module cut out of the graph, initializers."""
+    model, weights = _export(tmp_path, "none")
+    component = "conformance/test_model.py::test_variant_component[file:stages.1.0.token_mixer.dwconv1.conv_h]"
+    result = run_suite([*MODEL_TESTS, component, "--backend", "onnx", "--model", model, "--weights", weights, *QUICK], report=tmp_path / "r.json")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.report["backend_info"]["opset"] == 17
+    tests = result.tests()
+    assert tests["test_variant_model[file]"]["activations_compared"] > 60
+    assert tests["test_exported_initializers_match_weights"]["outcome"] == "passed"
+    assert tests["test_variant_component[file:stages.1.0.token_mixer.dwconv1.conv_h]"]["outcome"] == "passed"
+
+
+def test_exported_onnx_file_with_tanh_gelu_names_the_first_divergence(tmp_path):
+    """Clause 14.7: the wrong GELU is found at its first activation, inside the file."""
+    model, weights = _export(tmp_path, "tanh")
+    result = run_suite(["conformance/test_model.py::test_variant_model", "--backend", "onnx", "--model", model, "--weights", weights, *QUICK], report=tmp_path / "r.json")
+    assert result.returncode == 1
+    assert set(result.report["first_divergences"].values()) == {"stages.0.0.token_mixer.act"}
+
+
+def test_dynamo_export_is_located_through_scope_metadata(tmp_path):
+    """Clause 14.7: the dynamo exporter's pkg.torch.onnx.name_scopes locate activations and
+    modules (blocks and token mixers included) just as TorchScript node names do."""
+    pytest.importorskip("onnxscript")
+    model, weights = _export(tmp_path, "none", dynamo=True)
+    result = run_suite(["conformance/test_model.py", "--backend", "onnx", "--model", model, "--weights", weights, *QUICK], report=tmp_path / "r.json")
+    assert result.returncode == 0, result.stdout[-3000:]
+    tests = result.tests()
+    assert tests["test_variant_model[file]"]["activations_compared"] > 60
+    assert tests["test_variant_component[file:stages.0.0]"]["outcome"] == "passed"
