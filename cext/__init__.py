@@ -1,4 +1,5 @@
-"""parcnetv2.cext: the C depthwise-convolution kernels from Python (spec clause 12).
+"""parcnetv2.cext: the C kernels from Python: the depthwise convolutions (spec clause 12) and the
+fused kernels of the inference engine (clause 15: erf, GELU, gates, norms, residual, head, im2col).
 
 NumPy in, NumPy out. Computation is float32: inputs of another floating dtype (float16, float64)
 are converted to float32 first and the result is float32. Any memory layout of the input arrays
@@ -18,11 +19,19 @@ knob, the results agree to within the rounding bound.
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
 
 from parcnetv2.errors import InputError
+
+# OpenMP threads sleep between parallel regions instead of spinning (unless the user chose
+# otherwise): read by libgomp when the extension below loads it. The engine (clause 15) runs
+# hundreds of short regions per inference; threads spinning between them starve the thread that
+# runs Python on a machine whose CPUs are shared (measured on a 2-vCPU VM: tiny 2 threads 1.7 s
+# spinning, 129 ms passive, 126 ms 1 thread), while a sleeping thread costs only its wake-up.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     from parcnetv2.cext._kernels import ffi as _ffi
@@ -34,6 +43,15 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 __all__ = [
+    "erf",
+    "bias_gelu",
+    "gate",
+    "gelu_gate",
+    "layer_norm_general",
+    "residual_norm",
+    "layer_norm",
+    "head",
+    "im2col",
     "dwconv2d",
     "oversized_conv",
     "parc_spatial",
@@ -324,3 +342,180 @@ def choose_path(n: int, c: int, h: int, w: int, kv: int, kw: int | None = None, 
         "cost_separable": float(cs[0]),
         "cost_dense": float(cd[0]),
     }
+
+
+# ---------------------------------------------------------------------------- fused kernels (clause 15)
+#
+# Row operations act on the last axis: x (..., C) is the matrix of prod(...) rows and C columns
+# (an NHWC map (N, H, W, C) is N*H*W pixels by C channels). They return new float32 arrays.
+
+
+def _rows(x, name: str, op: str) -> tuple[np.ndarray, int, int]:
+    x = _as_f32(x, name)
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise InputError(f"{op}: {name} must be (..., C) with C >= 1, got shape {x.shape}")
+    return x, int(np.prod(x.shape[:-1], dtype=np.int64)), x.shape[-1]
+
+
+def _vector(v, n: int, name: str, op: str, optional: bool = False):
+    if v is None:
+        if optional:
+            return None
+        raise InputError(f"{op}: {name} is required")
+    v = _as_f32(v, name)
+    if v.shape != (n,):
+        raise InputError(f"{op}: {name} must be ({n},), got shape {v.shape}")
+    return v
+
+
+def _ptr_or_null(a):
+    return _ptr(a) if a is not None else _ffi.NULL
+
+
+def _run(op: str, call, threads, isa) -> None:
+    err = _ffi.new("pcn_error *")
+    _check(call(_options(threads, isa), err), err, op)
+
+
+def erf(x, threads: int | None = None, isa: str | None = None) -> np.ndarray:
+    """erf elementwise (clause 15.3), any shape, float32 result: the engine's vectorized erf."""
+    x = _as_f32(x, "x")
+    y = np.empty_like(x)
+    if x.size:
+        _run("erf", lambda o, e: _lib.pcn_erf(_ptr(x), _ptr(y), x.size, o, e), threads, isa)
+    return y
+
+
+def bias_gelu(x, bias=None, threads: int | None = None, isa: str | None = None) -> np.ndarray:
+    """GELU(x + bias) over (..., C) with bias (C,) or None (clauses 8.1, 15): exact erf form."""
+    op = "bias_gelu"
+    x, rows, c = _rows(x, "x", op)
+    bias = _vector(bias, c, "bias", op, optional=True)
+    y = np.empty_like(x)
+    if rows:
+        _run(op, lambda o, e: _lib.pcn_bias_gelu(_ptr(x), c, _ptr_or_null(bias), _ptr(y), c, rows, c, o, e), threads, isa)
+    return y
+
+
+def gate(a, s, bias=None, threads: int | None = None, isa: str | None = None) -> np.ndarray:
+    """Token-mixer gate (a + bias) * s over (..., C), a and s of one shape (clauses 8.1, 15)."""
+    op = "gate"
+    a, rows, c = _rows(a, "a", op)
+    s = _as_f32(s, "s")
+    if s.shape != a.shape:
+        raise InputError(f"{op}: s must have a's shape {a.shape}, got {s.shape}")
+    bias = _vector(bias, c, "bias", op, optional=True)
+    y = np.empty_like(a)
+    if rows:
+        _run(op, lambda o, e: _lib.pcn_gate(_ptr(a), c, _ptr_or_null(bias), _ptr(s), c, _ptr(y), c, rows, c, o, e), threads, isa)
+    return y
+
+
+def gelu_gate(h, bias=None, threads: int | None = None, isa: str | None = None) -> np.ndarray:
+    """Channel-BGU gate (clauses 8.2, 15): h (..., 2C) -> (h[..., :C] + b[:C]) * GELU(h[..., C:] + b[C:]),
+    bias (2C,) or None; returns (..., C)."""
+    op = "gelu_gate"
+    h, rows, c2 = _rows(h, "h", op)
+    if c2 % 2:
+        raise InputError(f"{op}: the last axis of h must be even (two halves), got shape {h.shape}")
+    bias = _vector(bias, c2, "bias", op, optional=True)
+    y = np.empty(h.shape[:-1] + (c2 // 2,), np.float32)
+    if rows:
+        _run(op, lambda o, e: _lib.pcn_gelu_gate(_ptr(h), c2, _ptr_or_null(bias), _ptr(y), c2 // 2, rows, c2 // 2, o, e), threads, isa)
+    return y
+
+
+def layer_norm_general(x, weight, eps: float = 1e-6, threads: int | None = None, isa: str | None = None) -> np.ndarray:
+    """Official LayerNormGeneral over the last axis (clause 4.1): c = x - mean, c / max(||c||, eps) * w."""
+    op = "layer_norm_general"
+    x, rows, c = _rows(x, "x", op)
+    weight = _vector(weight, c, "weight", op)
+    y = np.empty_like(x)
+    if rows:
+        _run(op, lambda o, e: _lib.pcn_layer_norm_general(_ptr(x), c, _ptr(weight), _ptr(y), c, rows, c, eps, o, e), threads, isa)
+    return y
+
+
+def residual_norm(x, branch, scale=None, weight=None, eps: float = 1e-6, threads: int | None = None,
+                  isa: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Residual step and the next norm (clauses 8.3, 8.4, 4.1): returns (x * scale + branch,
+    LayerNormGeneral(that) * weight or None without a weight). x, branch (..., C); scale,
+    weight (C,) or None. x is not modified (the C call updates a copy in place)."""
+    op = "residual_norm"
+    x, rows, c = _rows(x, "x", op)
+    x = x.copy()
+    branch = _as_f32(branch, "branch")
+    if branch.shape != x.shape:
+        raise InputError(f"{op}: branch must have x's shape {x.shape}, got {branch.shape}")
+    scale = _vector(scale, c, "scale", op, optional=True)
+    weight = _vector(weight, c, "weight", op, optional=True)
+    y = np.empty_like(x) if weight is not None else None
+    if rows:
+        _run(op, lambda o, e: _lib.pcn_residual_norm(
+            _ptr(x), c, _ptr_or_null(scale), _ptr(branch), c, _ptr_or_null(weight), _ptr_or_null(y), c, rows, c, eps, o, e),
+            threads, isa)
+    return x, y
+
+
+def layer_norm(x, weight, bias, eps: float = 1e-6, threads: int | None = None, isa: str | None = None) -> np.ndarray:
+    """Standard LayerNorm over the last axis (clause 4.2): (x - mean) / sqrt(var + eps) * w + b."""
+    op = "layer_norm"
+    x, rows, c = _rows(x, "x", op)
+    weight = _vector(weight, c, "weight", op)
+    bias = _vector(bias, c, "bias", op)
+    y = np.empty_like(x)
+    if rows:
+        _run(op, lambda o, e: _lib.pcn_layer_norm(_ptr(x), c, _ptr(weight), _ptr(bias), _ptr(y), c, rows, c, eps, o, e),
+             threads, isa)
+    return y
+
+
+def head(x, norm_weight, norm_bias, fc_weight, fc_bias=None, eps: float = 1e-6, threads: int | None = None,
+         isa: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The head (clause 8.5): x NHWC (N, H, W, C) -> (features (N, C), logits (N, K)): mean over
+    H and W, LayerNorm(norm_weight, norm_bias, eps), Linear with fc_weight (K, C) and fc_bias (K,)."""
+    op = "head"
+    x = _as_f32(x, "x")
+    if x.ndim != 4 or min(x.shape[1:]) == 0:
+        raise InputError(f"{op}: x must be NHWC (N, H, W, C) with H, W, C >= 1, got shape {x.shape}")
+    n, h, w, c = x.shape
+    norm_weight = _vector(norm_weight, c, "norm_weight", op)
+    norm_bias = _vector(norm_bias, c, "norm_bias", op)
+    fc_weight = _as_f32(fc_weight, "fc_weight")
+    if fc_weight.ndim != 2 or fc_weight.shape[1] != c or fc_weight.shape[0] == 0:
+        raise InputError(f"{op}: fc_weight must be (K, {c}), got shape {fc_weight.shape}")
+    k = fc_weight.shape[0]
+    fc_bias = _vector(fc_bias, k, "fc_bias", op, optional=True)
+    fc_wt = np.ascontiguousarray(fc_weight.T)
+    features, logits = np.empty((n, c), np.float32), np.empty((n, k), np.float32)
+    if n:
+        _run(op, lambda o, e: _lib.pcn_head(
+            _ptr(x), n, h * w, c, _ptr(norm_weight), _ptr(norm_bias), eps, _ptr(fc_wt), _ptr_or_null(fc_bias), k,
+            _ptr(features), _ptr(logits), o, e), threads, isa)
+    return features, logits
+
+
+def im2col(x, kernel: int | Sequence[int], stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+           layout: str = "NCHW", bias_column: bool = False, threads: int | None = None) -> np.ndarray:
+    """Patches of a strided zero-padded convolution (clauses 3, 15): x (N, C, H, W) or (N, H, W, C)
+    -> (N*OH*OW, KH*KW*C [+ 1]), columns ordered (c, ky, kx) for NCHW (PyTorch's weight order)
+    and (ky, kx, c) for NHWC; with bias_column the last column is 1.0."""
+    op = "im2col"
+    lay = _layout(layout)
+    x, n, c, h, w = _input(x, layout, op)
+    (kh, kw), (sh, sw), (ph, pw) = (_int_pair(v, name, op) for v, name in ((kernel, "kernel"), (stride, "stride"), (padding, "padding")))
+    oh, ow = (h + 2 * ph - kh) // sh + 1 if h + 2 * ph >= kh else 0, (w + 2 * pw - kw) // sw + 1 if w + 2 * pw >= kw else 0
+    cols = np.empty((n * oh * ow, kh * kw * c + int(bool(bias_column))), np.float32)
+    if n:
+        err = _ffi.new("pcn_error *")
+        st = _lib.pcn_im2col(_ptr(x), _ptr(cols), n, c, h, w, kh, kw, sh, sw, ph, pw, lay, int(bool(bias_column)),
+                             _options(threads, None), err)
+        _check(st, err, op)
+    return cols
+
+
+def _int_pair(value, name: str, op: str) -> tuple[int, int]:
+    pair = (value, value) if np.isscalar(value) else tuple(value)
+    if len(pair) != 2 or any(isinstance(p, bool) or int(p) != p or p < 0 for p in pair):
+        raise InputError(f"{op}: {name} must be a non-negative int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])

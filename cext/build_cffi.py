@@ -16,7 +16,8 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Mirrors include/parcnetv2.h (the numbers must match the C enums).
+# Mirrors include/parcnetv2.h (the numbers must match the C enums). `restrict` (PCN_RESTRICT) is
+# left out of the declarations: it does not change how a function is called.
 CDEF = """
 #define PCN_MAX_KERNEL 255
 #define PCN_ERRMSG_LEN 256
@@ -51,6 +52,48 @@ pcn_status pcn_reparameterize(const float *k_h, const float *k_w, const float *k
                               size_t C, size_t KV, size_t KW, pcn_error *err);
 pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
                               pcn_layout layout, double *cost_separable, double *cost_dense);
+size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
+                                       size_t KW, pcn_layout layout, const pcn_options *opt,
+                                       pcn_error *err);
+size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW,
+                                   size_t PH, size_t PW, pcn_layout layout,
+                                   const pcn_options *opt, pcn_error *err);
+"""
+
+# Mirrors include/pcn_fused.h (clause 15). `restrict` is left out: it does not change a call.
+CDEF_FUSED = """
+#define PCN_FUSED_MIN_WORK 16384
+typedef void (*pcn_sgemm_fn)(const char *transa, const char *transb, const int *m, const int *n,
+                             const int *k, const float *alpha, const float *a, const int *lda,
+                             const float *b, const int *ldb, const float *beta, float *c,
+                             const int *ldc);
+pcn_status pcn_gemm(pcn_sgemm_fn sgemm, const float *a, size_t lda, const float *b, size_t ldb,
+                    int b_transposed, float *c, size_t ldc, size_t M, size_t N, size_t K,
+                    const pcn_options *opt, pcn_error *err);
+pcn_status pcn_erf(const float *x, float *y, size_t n, const pcn_options *opt, pcn_error *err);
+pcn_status pcn_bias_gelu(const float *x, size_t ldx, const float *bias, float *y, size_t ldy,
+                         size_t rows, size_t C, const pcn_options *opt, pcn_error *err);
+pcn_status pcn_gate(const float *a, size_t lda, const float *bias, const float *s, size_t lds,
+                    float *y, size_t ldy, size_t rows, size_t C, const pcn_options *opt,
+                    pcn_error *err);
+pcn_status pcn_gelu_gate(const float *h, size_t ldh, const float *bias, float *y, size_t ldy,
+                         size_t rows, size_t C, const pcn_options *opt, pcn_error *err);
+pcn_status pcn_layer_norm_general(const float *x, size_t ldx, const float *w, float *y,
+                                  size_t ldy, size_t rows, size_t C, float eps,
+                                  const pcn_options *opt, pcn_error *err);
+pcn_status pcn_residual_norm(float *x, size_t ldx, const float *scale, const float *branch,
+                             size_t ldb, const float *w, float *y, size_t ldy, size_t rows,
+                             size_t C, float eps, const pcn_options *opt, pcn_error *err);
+pcn_status pcn_layer_norm(const float *x, size_t ldx, const float *w, const float *b, float *y,
+                          size_t ldy, size_t rows, size_t C, float eps, const pcn_options *opt,
+                          pcn_error *err);
+pcn_status pcn_head(const float *x, size_t N, size_t HW, size_t C, const float *norm_w,
+                    const float *norm_b, float eps, const float *fc_wt, const float *fc_b,
+                    size_t K, float *features, float *logits, const pcn_options *opt,
+                    pcn_error *err);
+pcn_status pcn_im2col(const float *x, float *cols, size_t N, size_t C, size_t H, size_t W,
+                      size_t KH, size_t KW, size_t SH, size_t SW, size_t PH, size_t PW,
+                      pcn_layout layout, int bias_column, const pcn_options *opt, pcn_error *err);
 """
 
 
@@ -100,10 +143,10 @@ def _compile_args() -> list[str]:
 omp_cflags, omp_lflags = _probe_openmp()
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(CDEF + CDEF_FUSED)
 ffibuilder.set_source(
     "parcnetv2.cext._kernels",
-    '#include "parcnetv2.h"\n',
+    '#include "parcnetv2.h"\n#include "pcn_fused.h"\n',
     sources=sources(),
     include_dirs=[_rel(os.path.join(HERE, "include"))],
     extra_compile_args=_compile_args() + omp_cflags,

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from parcnetv2 import __version__
+from parcnetv2.engine.cli import ENGINE_SUBCOMMANDS
 from parcnetv2.errors import InputError, ParcnetError
 
 EXIT_BAD_INPUT = 2
@@ -119,6 +120,8 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 # Each entry adds one subcommand; later features append here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_params, _add_run, _add_convert]
+# The inference engine's predict, bench and plot-kernels (spec clause 15).
+SUBCOMMANDS += ENGINE_SUBCOMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

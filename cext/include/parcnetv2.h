@@ -17,11 +17,31 @@
  *
  * Results are bit-identical for any thread count: each output element is computed by exactly one
  * thread, in a fixed order of operations that depends only on the shapes and the ISA.
+ *
+ * Every pointer parameter of an entry point is PCN_RESTRICT (C99 restrict): the arrays and
+ * structs passed to one call must not overlap (read-only inputs may share memory with each other).
+ * The fused kernels of the inference engine are declared in pcn_fused.h.
  */
 #ifndef PARCNETV2_H
 #define PARCNETV2_H
 
 #include <stddef.h>
+
+/* C99 `restrict` on the pointer parameters of the entry points; `__restrict` in C++ (GCC, Clang,
+ * MSVC), nothing for a pre-C99 compiler. */
+#if defined(__cplusplus)
+#if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
+#define PCN_RESTRICT __restrict
+#else
+#define PCN_RESTRICT
+#endif
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L
+#define PCN_RESTRICT restrict
+#elif defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
+#define PCN_RESTRICT __restrict
+#else
+#define PCN_RESTRICT
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -104,12 +124,12 @@ pcn_options pcn_options_default(void);
  *   w    (C,1,KH,KW)
  *   bias (C) or NULL
  *   y    (N,C,OH,OW) or (N,OH,OW,C), OH = H + 2*PH - KH + 1 >= 1, OW = W + 2*PW - KW + 1 >= 1
- * x and y must not overlap.
  */
-pcn_status pcn_dwconv2d(const float *x, const float *w, const float *bias, float *y,
-                        size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW,
-                        size_t PH, size_t PW, pcn_layout layout,
-                        const pcn_options *opt, pcn_error *err);
+pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w,
+                        const float *PCN_RESTRICT bias, float *PCN_RESTRICT y, size_t N, size_t C,
+                        size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
+                        pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                        pcn_error *PCN_RESTRICT err);
 
 /*
  * Oversized separable depthwise convolution OC (clause 5): vertical KV x 1 with padding KV/2,
@@ -117,26 +137,31 @@ pcn_status pcn_dwconv2d(const float *x, const float *w, const float *bias, float
  *   x   (N,C,H,W) or (N,H,W,C);  k_h (C,1,KV,1);  k_w (C,1,1,KW)
  *   y   (N,C,OH,OW) or (N,OH,OW,C) with OH = H + 2*(KV/2) - KV + 1 (= H for odd KV), same for OW.
  */
-pcn_status pcn_oversized_conv(const float *x, const float *k_h, const float *k_w, float *y,
-                              size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, const pcn_options *opt, pcn_error *err);
+pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h,
+                              const float *PCN_RESTRICT k_w, float *PCN_RESTRICT y, size_t N,
+                              size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                              pcn_error *PCN_RESTRICT err);
 
 /*
  * Fused ParC spatial op OC(x) + DW7(x) (clauses 5, 6 and 7) in one call. KV and KW must be odd.
  *   x (N,C,H,W) or (N,H,W,C); k_h (C,1,KV,1); k_w (C,1,1,KW); k7 (C,1,7,7); y has x's shape.
  * opt->path selects the separable path, the reparameterized dense path, or AUTO (cost model).
  */
-pcn_status pcn_parc_spatial(const float *x, const float *k_h, const float *k_w, const float *k7,
-                            float *y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                            pcn_layout layout, const pcn_options *opt, pcn_error *err);
+pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h,
+                            const float *PCN_RESTRICT k_w, const float *PCN_RESTRICT k7,
+                            float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
+                            size_t KV, size_t KW, pcn_layout layout,
+                            const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /*
  * Reparameterization (clause 7): dense (C,1,RH,RW) kernel with RH = max(KV,7), RW = max(KW,7):
  * outer(k_h[c], k_w[c]) centred, plus k7[c] centred. KV and KW must be odd. `out` must hold
  * C*RH*RW floats. Each element is computed as float32 k_h*k_w, then + k7 where the 7x7 overlaps.
  */
-pcn_status pcn_reparameterize(const float *k_h, const float *k_w, const float *k7, float *out,
-                              size_t C, size_t KV, size_t KW, pcn_error *err);
+pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C,
+                              size_t KV, size_t KW, pcn_error *PCN_RESTRICT err);
 
 /*
  * Cost model of pcn_parc_spatial (documented in SPEC-NOTES.md): returns PCN_PATH_SEPARABLE or
@@ -144,7 +169,8 @@ pcn_status pcn_reparameterize(const float *k_h, const float *k_w, const float *k
  * estimates (in multiply-add equivalents) are stored through the pointers when non-NULL.
  */
 pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, double *cost_separable, double *cost_dense);
+                              pcn_layout layout, double *PCN_RESTRICT cost_separable,
+                              double *PCN_RESTRICT cost_dense);
 
 /*
  * Workspace queries: bytes of scratch the matching call needs with these sizes and options
@@ -152,13 +178,16 @@ pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV,
  */
 size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW,
                                    size_t PH, size_t PW, pcn_layout layout,
-                                   const pcn_options *opt, pcn_error *err);
+                                   const pcn_options *PCN_RESTRICT opt,
+                                   pcn_error *PCN_RESTRICT err);
 size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
-                                         size_t KW, pcn_layout layout, const pcn_options *opt,
-                                         pcn_error *err);
+                                         size_t KW, pcn_layout layout,
+                                         const pcn_options *PCN_RESTRICT opt,
+                                         pcn_error *PCN_RESTRICT err);
 size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
-                                       size_t KW, pcn_layout layout, const pcn_options *opt,
-                                       pcn_error *err);
+                                       size_t KW, pcn_layout layout,
+                                       const pcn_options *PCN_RESTRICT opt,
+                                       pcn_error *PCN_RESTRICT err);
 
 #ifdef __cplusplus
 }

@@ -55,3 +55,27 @@ const pcn_kernels *pcn_select_kernels(pcn_isa isa) {
     if (isa == PCN_ISA_AUTO) isa = pcn_isa_best();
     return pcn_isa_available(isa) ? table(isa) : NULL;
 }
+
+static const pcn_fused_kernels *fused_table(pcn_isa isa) {
+    switch (isa) {
+    case PCN_ISA_SCALAR:
+        return &pcn_fused_kernels_scalar;
+#ifdef PCN_HAVE_X86
+    case PCN_ISA_AVX2:
+        return &pcn_fused_kernels_avx2;
+    case PCN_ISA_AVX512:
+        return &pcn_fused_kernels_avx512;
+#endif
+#ifdef PCN_HAVE_NEON
+    case PCN_ISA_NEON:
+        return &pcn_fused_kernels_neon;
+#endif
+    default:
+        return NULL;
+    }
+}
+
+const pcn_fused_kernels *pcn_select_fused(pcn_isa isa) {
+    if (isa == PCN_ISA_AUTO) isa = pcn_isa_best();
+    return pcn_isa_available(isa) ? fused_table(isa) : NULL;
+}

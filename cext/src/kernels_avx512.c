@@ -1,4 +1,4 @@
-/* kernels_avx512.c - x86-64 AVX-512F instantiation of kernels_impl.h (clause 12).
+/* kernels_avx512.c - x86-64 AVX-512F instantiation of kernels_impl.h and fused_impl.h (clauses 12, 15).
  * Target pragma per file; called only when __builtin_cpu_supports("avx512f"). */
 #include "pcn_internal.h"
 #ifdef PCN_HAVE_X86
@@ -26,6 +26,23 @@ typedef __m512 vec;
 #define NHWC_R 4
 #define NHWC_J 4
 #include "kernels_impl.h"
+
+/* arithmetic of the fused kernels (fused_impl.h); AVX-512F only (no DQ: sign bits via integers) */
+#define V_ADD(a, b) _mm512_add_ps((a), (b))
+#define V_SUB(a, b) _mm512_sub_ps((a), (b))
+#define V_MUL(a, b) _mm512_mul_ps((a), (b))
+#define V_MIN(a, b) _mm512_min_ps((a), (b))
+#define V_ABS(a) _mm512_abs_ps(a)
+#define V_COPYSIGN(m, s)                                                                          \
+    _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(_mm512_abs_ps(m)),                    \
+                                        _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(INT32_MIN))))
+#define V_SELECT_LT(a, b, x, y) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((a), (b), _CMP_LT_OQ), (y), (x))
+#define V_SELECT_NAN(a, x, y) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((a), (a), _CMP_UNORD_Q), (y), (x))
+#define V_RINT(a) _mm512_roundscale_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_POW2I(n) \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
+#define V_HSUM(v) _mm512_reduce_add_ps(v)
+#include "fused_impl.h"
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -53,7 +53,7 @@ typedef struct band_t {
 
 /* The register tile. R, NI, BCAST are compile-time constants at every call site. */
 PCN_INLINE void PCN_FN(tile_generic)(const int R, const int NI, const int BCAST, vec init,
-                                     const band_t *bands, int nb, float *out, ptrdiff_t ldo,
+                                     const band_t *bands, int nb, float *PCN_RESTRICT out, ptrdiff_t ldo,
                                      ptrdiff_t ldi, int lastn, int alln) {
     vec acc[TMAX][TMAX];
     int r, i, g;
@@ -96,12 +96,13 @@ PCN_INLINE void PCN_FN(tile_generic)(const int R, const int NI, const int BCAST,
         }
 }
 
-typedef void (*tile_fn)(vec init, const band_t *bands, int nb, float *out, ptrdiff_t ldo,
+typedef void (*tile_fn)(vec init, const band_t *bands, int nb, float *PCN_RESTRICT out, ptrdiff_t ldo,
                         ptrdiff_t ldi, int lastn, int alln);
 
 #define DEF_TILE(KIND, BC, R, I)                                                              \
     static void PCN_FN(tile_##KIND##_r##R##x##I)(vec init, const band_t *bands, int nb,       \
-                                                 float *out, ptrdiff_t ldo, ptrdiff_t ldi,    \
+                                                 float *PCN_RESTRICT out, ptrdiff_t ldo,      \
+                                                 ptrdiff_t ldi,                               \
                                                  int lastn, int alln) {                       \
         PCN_FN(tile_generic)(R, I, BC, init, bands, nb, out, ldo, ldi, lastn, alln);         \
     }
@@ -192,7 +193,7 @@ static size_t PCN_FN(units)(const pcn_job *j) {
 
 /* Fill the non-zero part of the unit's weight block (the zero extensions were cleared once per
  * run and are never written). */
-static void PCN_FN(load_weights)(const pcn_job *j, ptrdiff_t c0, float *wb) {
+static void PCN_FN(load_weights)(const pcn_job *j, ptrdiff_t c0, float *PCN_RESTRICT wb) {
     const ptrdiff_t KH = j->KH, KW = j->KW;
     ptrdiff_t k, l;
     if (!j->slab) {
@@ -265,7 +266,8 @@ static int PCN_FN(nchw_dense_band)(band_t *bd, const float *wext, ptrdiff_t KH, 
     return 1;
 }
 
-static void PCN_FN(nchw_copy_plane)(float *xp, ptrdiff_t ldx, const float *x, ptrdiff_t H, ptrdiff_t W) {
+static void PCN_FN(nchw_copy_plane)(float *PCN_RESTRICT xp, ptrdiff_t ldx, const float *PCN_RESTRICT x,
+                                    ptrdiff_t H, ptrdiff_t W) {
     ptrdiff_t s;
     for (s = 0; s < H; s++) memcpy(xp + s * ldx + NCHW_VW, x + s * W, sizeof(float) * (size_t)W);
 }
@@ -358,7 +360,7 @@ static void PCN_FN(parc_nchw_plane)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c, 
 
 /* Copy channels [c0, c0 + VL) of image n into the slab xs (H rows x (W + 2 JP) pixels x VL),
  * lanes past C set to zero. NCHW input is gathered from VL planes. */
-static void PCN_FN(nhwc_copy_slab)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0, float *xs) {
+static void PCN_FN(nhwc_copy_slab)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0, float *PCN_RESTRICT xs) {
     const ptrdiff_t H = j->H, W = j->W, C = j->C, ldx = PCN_FN(nhwc_ldx)(j);
     const ptrdiff_t cv = pmin(VL, C - c0);
     const float *x = j->x + n * H * W * C + c0;
@@ -433,7 +435,8 @@ static slab_out PCN_FN(slab_target)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0,
 }
 
 /* NCHW slab route: scatter the output slab to the planes of channels [c0, c0 + VL). */
-static void PCN_FN(slab_scatter)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0, const float *oslab) {
+static void PCN_FN(slab_scatter)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0,
+                                 const float *PCN_RESTRICT oslab) {
     const ptrdiff_t OH = j->OH, OW = j->OW, cv = pmin(VL, j->C - c0);
     ptrdiff_t l, e;
     if (j->layout != PCN_NCHW) return;

@@ -1,4 +1,6 @@
-/* kernels_scalar.c - portable scalar instantiation of kernels_impl.h (always compiled; clause 12). */
+/* kernels_scalar.c - portable scalar instantiation of kernels_impl.h and fused_impl.h (always
+ * compiled; clauses 12 and 15). */
+#include <math.h>
 #include "pcn_internal.h"
 
 #define PCN_SUFFIX scalar
@@ -17,3 +19,17 @@ typedef float vec;
 #define NHWC_R 3
 #define NHWC_J 4
 #include "kernels_impl.h"
+
+/* arithmetic of the fused kernels (fused_impl.h) */
+#define V_ADD(a, b) ((a) + (b))
+#define V_SUB(a, b) ((a) - (b))
+#define V_MUL(a, b) ((a) * (b))
+#define V_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define V_ABS(a) fabsf(a)
+#define V_COPYSIGN(m, s) copysignf((m), (s))
+#define V_SELECT_LT(a, b, x, y) ((a) < (b) ? (x) : (y))
+#define V_SELECT_NAN(a, x, y) ((a) != (a) ? (x) : (y))
+#define V_RINT(a) rintf(a)
+#define V_POW2I(n) ldexpf(1.0f, (int)(n))
+#define V_HSUM(v) (v)
+#include "fused_impl.h"

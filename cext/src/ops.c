@@ -15,10 +15,8 @@
 #define PCN_STR2(x) #x
 #define PCN_STR(x) PCN_STR2(x)
 #define ALIGN 64
-/* Largest element count of one tensor: byte offsets of every float fit in ptrdiff_t. */
-#define PCN_MAX_ELEMS ((size_t)PTRDIFF_MAX / sizeof(float) / 4)
 
-static pcn_status fail(pcn_error *err, pcn_status code, const char *fmt, ...) {
+pcn_status pcn_fail(pcn_error *err, pcn_status code, const char *fmt, ...) {
     if (err) {
         va_list ap;
         err->code = code;
@@ -29,7 +27,7 @@ static pcn_status fail(pcn_error *err, pcn_status code, const char *fmt, ...) {
     return code;
 }
 
-static pcn_status ok(pcn_error *err) {
+pcn_status pcn_ok(pcn_error *err) {
     if (err) {
         err->code = PCN_OK;
         err->message[0] = '\0';
@@ -101,22 +99,30 @@ pcn_options pcn_options_default(void) {
 
 /* ------------------------------------------------------------------ validation */
 
-static pcn_status check_options(const pcn_options *opt, const pcn_kernels **k, pcn_error *err) {
+/* Range checks of every option field (shared with the fused kernels, fused.c). */
+pcn_status pcn_check_option_values(const pcn_options *opt, pcn_error *err) {
     pcn_isa isa = opt ? opt->isa : PCN_ISA_AUTO;
     if ((int)isa < PCN_ISA_AUTO || (int)isa > PCN_ISA_NEON)
-        return fail(err, PCN_ERR_ARG, "options.isa = %d is not a pcn_isa value", (int)isa);
+        return pcn_fail(err, PCN_ERR_ARG, "options.isa = %d is not a pcn_isa value", (int)isa);
     if (opt && (opt->nchw_kernel < 0 || opt->nchw_kernel > 2))
-        return fail(err, PCN_ERR_ARG, "options.nchw_kernel = %d is not 0 (auto), 1 (plane) or 2 (slab)",
-                    opt->nchw_kernel);
+        return pcn_fail(err, PCN_ERR_ARG, "options.nchw_kernel = %d is not 0 (auto), 1 (plane) or 2 (slab)",
+                        opt->nchw_kernel);
     if (opt && ((int)opt->path < PCN_PATH_AUTO || (int)opt->path > PCN_PATH_DENSE))
-        return fail(err, PCN_ERR_ARG, "options.path = %d is not a pcn_path value", (int)opt->path);
+        return pcn_fail(err, PCN_ERR_ARG, "options.path = %d is not a pcn_path value", (int)opt->path);
     if (opt && opt->workspace == NULL && opt->workspace_bytes != 0)
-        return fail(err, PCN_ERR_NULL, "options.workspace is NULL but workspace_bytes = %zu",
-                    opt->workspace_bytes);
+        return pcn_fail(err, PCN_ERR_NULL, "options.workspace is NULL but workspace_bytes = %zu",
+                        opt->workspace_bytes);
+    return PCN_OK;
+}
+
+static pcn_status check_options(const pcn_options *opt, const pcn_kernels **k, pcn_error *err) {
+    pcn_isa isa = opt ? opt->isa : PCN_ISA_AUTO;
+    pcn_status st = pcn_check_option_values(opt, err);
+    if (st != PCN_OK) return st;
     *k = pcn_select_kernels(isa);
     if (*k == NULL)
-        return fail(err, PCN_ERR_ISA, "ISA %s is not available in this build or on this CPU",
-                    pcn_isa_name(isa));
+        return pcn_fail(err, PCN_ERR_ISA, "ISA %s is not available in this build or on this CPU",
+                        pcn_isa_name(isa));
     return PCN_OK;
 }
 
@@ -124,21 +130,21 @@ static pcn_status check_tensor(size_t N, size_t C, size_t H, size_t W, pcn_layou
                                const char *op, pcn_error *err) {
     size_t n;
     if (layout != PCN_NCHW && layout != PCN_NHWC)
-        return fail(err, PCN_ERR_ARG, "%s: layout = %d is neither PCN_NCHW nor PCN_NHWC", op, (int)layout);
+        return pcn_fail(err, PCN_ERR_ARG, "%s: layout = %d is neither PCN_NCHW nor PCN_NHWC", op, (int)layout);
     if (N == 0 || C == 0 || H == 0 || W == 0)
-        return fail(err, PCN_ERR_SHAPE, "%s: every size must be >= 1, got N=%zu C=%zu H=%zu W=%zu",
-                    op, N, C, H, W);
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: every size must be >= 1, got N=%zu C=%zu H=%zu W=%zu",
+                        op, N, C, H, W);
     if (pcn_mul4_ovf(N, C, H, W, &n) || n > PCN_MAX_ELEMS)
-        return fail(err, PCN_ERR_OVERFLOW, "%s: tensor N=%zu C=%zu H=%zu W=%zu is too large", op, N, C, H, W);
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: tensor N=%zu C=%zu H=%zu W=%zu is too large", op, N, C, H, W);
     return PCN_OK;
 }
 
 static pcn_status check_kernel(size_t k, const char *name, const char *op, int odd, pcn_error *err) {
     if (k < 1 || k > PCN_MAX_KERNEL)
-        return fail(err, PCN_ERR_SHAPE, "%s: %s = %zu must be in 1..%d", op, name, k, PCN_MAX_KERNEL);
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: %s = %zu must be in 1..%d", op, name, k, PCN_MAX_KERNEL);
     if (odd && k % 2 == 0)
-        return fail(err, PCN_ERR_SHAPE, "%s: %s = %zu must be odd so that the kernel centres align",
-                    op, name, k);
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: %s = %zu must be odd so that the kernel centres align",
+                        op, name, k);
     return PCN_OK;
 }
 
@@ -160,7 +166,7 @@ typedef struct plan {
     size_t total;
 } plan;
 
-static int requested_threads(const pcn_options *opt) {
+int pcn_requested_threads(const pcn_options *opt) {
 #ifdef _OPENMP
     int t = (opt && opt->threads > 0) ? opt->threads : omp_get_max_threads();
     return t < 1 ? 1 : t;
@@ -190,11 +196,11 @@ static void choose_route(pcn_job *job, const pcn_kernels *k, const pcn_options *
 static pcn_status make_plan(const pcn_kernels *k, pcn_job *job, const pcn_options *opt,
                             plan *p, const char *op, pcn_error *err) {
     size_t sf, t;
-    int nt = requested_threads(opt);
+    int nt = pcn_requested_threads(opt);
     choose_route(job, k, opt);
     sf = k->scratch_floats(job);
     if (sf == PCN_SIZE_BAD || pcn_mul_ovf(sf, sizeof(float), &t) || t > PCN_MAX_ELEMS * sizeof(float))
-        return fail(err, PCN_ERR_OVERFLOW, "%s: workspace size overflows", op);
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: workspace size overflows", op);
     p->scratch_bytes = round_up(t);
     p->units = k->units(job);
     if ((size_t)nt > p->units) nt = (int)p->units;
@@ -203,13 +209,13 @@ static pcn_status make_plan(const pcn_kernels *k, pcn_job *job, const pcn_option
     if (opt && opt->workspace) {
         size_t fit = opt->workspace_bytes > ALIGN ? (opt->workspace_bytes - ALIGN) / p->scratch_bytes : 0;
         if (fit < 1)
-            return fail(err, PCN_ERR_NOMEM, "%s: workspace of %zu bytes is too small (need >= %zu)",
-                        op, opt->workspace_bytes, p->scratch_bytes + ALIGN);
+            return pcn_fail(err, PCN_ERR_NOMEM, "%s: workspace of %zu bytes is too small (need >= %zu)",
+                            op, opt->workspace_bytes, p->scratch_bytes + ALIGN);
         if ((size_t)nt > fit) nt = (int)fit;
     }
     p->threads = nt;
     if (pcn_mul_ovf(p->scratch_bytes, (size_t)nt, &t) || pcn_add_ovf(t, ALIGN, &p->total))
-        return fail(err, PCN_ERR_OVERFLOW, "%s: workspace size overflows", op);
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: workspace size overflows", op);
     return PCN_OK;
 }
 
@@ -258,15 +264,15 @@ static pcn_status setup_dense(pcn_job *j, size_t N, size_t C, size_t H, size_t W
     if ((st = check_kernel(KH, "KH", op, 0, err)) != PCN_OK) return st;
     if ((st = check_kernel(KW, "KW", op, 0, err)) != PCN_OK) return st;
     if (PH > PCN_MAX_ELEMS || PW > PCN_MAX_ELEMS)
-        return fail(err, PCN_ERR_OVERFLOW, "%s: padding PH=%zu PW=%zu is too large", op, PH, PW);
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: padding PH=%zu PW=%zu is too large", op, PH, PW);
     OH = out_len(H, PH, KH);
     OW = out_len(W, PW, KW);
     if (OH == 0 || OW == 0)
-        return fail(err, PCN_ERR_SHAPE,
-                    "%s: kernel %zux%zu does not fit the padded input %zux%zu (H=%zu W=%zu PH=%zu PW=%zu)",
-                    op, KH, KW, H + 2 * PH, W + 2 * PW, H, W, PH, PW);
+        return pcn_fail(err, PCN_ERR_SHAPE,
+                        "%s: kernel %zux%zu does not fit the padded input %zux%zu (H=%zu W=%zu PH=%zu PW=%zu)",
+                        op, KH, KW, H + 2 * PH, W + 2 * PW, H, W, PH, PW);
     if (pcn_mul4_ovf(N, C, OH, OW, &n) || n > PCN_MAX_ELEMS)
-        return fail(err, PCN_ERR_OVERFLOW, "%s: output N=%zu C=%zu OH=%zu OW=%zu is too large", op, N, C, OH, OW);
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: output N=%zu C=%zu OH=%zu OW=%zu is too large", op, N, C, OH, OW);
     memset(j, 0, sizeof *j);
     j->kind = PCN_JOB_DENSE;
     j->layout = layout;
@@ -278,7 +284,7 @@ static pcn_status setup_dense(pcn_job *j, size_t N, size_t C, size_t H, size_t W
 
 size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW,
                                    size_t PH, size_t PW, pcn_layout layout,
-                                   const pcn_options *opt, pcn_error *err) {
+                                   const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
@@ -288,13 +294,14 @@ size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_
     if (check_options(&o, &k, err) || setup_dense(&j, N, C, H, W, KH, KW, PH, PW, layout, err) ||
         make_plan(k, &j, &o, &p, "pcn_dwconv2d", err))
         return 0;
-    ok(err);
+    pcn_ok(err);
     return p.total;
 }
 
-pcn_status pcn_dwconv2d(const float *x, const float *w, const float *bias, float *y, size_t N,
+pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w,
+                        const float *PCN_RESTRICT bias, float *PCN_RESTRICT y, size_t N,
                         size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
-                        pcn_layout layout, const pcn_options *opt, pcn_error *err) {
+                        pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
@@ -302,16 +309,16 @@ pcn_status pcn_dwconv2d(const float *x, const float *w, const float *bias, float
     void *owned;
     unsigned char *base;
     if (!x || !w || !y)
-        return fail(err, PCN_ERR_NULL, "pcn_dwconv2d: %s is NULL", !x ? "x" : !w ? "w" : "y");
+        return pcn_fail(err, PCN_ERR_NULL, "pcn_dwconv2d: %s is NULL", !x ? "x" : !w ? "w" : "y");
     if ((st = check_options(opt, &k, err)) != PCN_OK) return st;
     if ((st = setup_dense(&j, N, C, H, W, KH, KW, PH, PW, layout, err)) != PCN_OK) return st;
     if ((st = make_plan(k, &j, opt, &p, "pcn_dwconv2d", err)) != PCN_OK) return st;
     j.x = x; j.y = y; j.w_raw = w; j.bias_raw = bias;
     base = acquire(opt, &p, &owned);
-    if (!base) return fail(err, PCN_ERR_NOMEM, "pcn_dwconv2d: cannot allocate %zu bytes of workspace", p.total);
+    if (!base) return pcn_fail(err, PCN_ERR_NOMEM, "pcn_dwconv2d: cannot allocate %zu bytes of workspace", p.total);
     execute(k, &j, &p, base);
     free(owned);
-    return ok(err);
+    return pcn_ok(err);
 }
 
 /* ------------------------------------------------------------------ separable OC (+ DW7) */
@@ -327,7 +334,7 @@ static pcn_status setup_separable(pcn_job *j, size_t N, size_t C, size_t H, size
     OH = H + 2 * (KV / 2) + 1 - KV;
     OW = W + 2 * (KW / 2) + 1 - KW;
     if (pcn_mul4_ovf(N, C, OH, OW, &n) || n > PCN_MAX_ELEMS)
-        return fail(err, PCN_ERR_OVERFLOW, "%s: output is too large", op);
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: output is too large", op);
     memset(j, 0, sizeof *j);
     j->kind = PCN_JOB_SEPARABLE;
     j->layout = layout;
@@ -340,8 +347,8 @@ static pcn_status setup_separable(pcn_job *j, size_t N, size_t C, size_t H, size
 }
 
 size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
-                                         size_t KW, pcn_layout layout, const pcn_options *opt,
-                                         pcn_error *err) {
+                                         size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                                         pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
@@ -352,13 +359,14 @@ size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W,
         setup_separable(&j, N, C, H, W, KV, KW, layout, 0, "pcn_oversized_conv", err) ||
         make_plan(k, &j, &o, &p, "pcn_oversized_conv", err))
         return 0;
-    ok(err);
+    pcn_ok(err);
     return p.total;
 }
 
-pcn_status pcn_oversized_conv(const float *x, const float *k_h, const float *k_w, float *y,
+pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h,
+                              const float *PCN_RESTRICT k_w, float *PCN_RESTRICT y,
                               size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, const pcn_options *opt, pcn_error *err) {
+                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_oversized_conv";
     pcn_job j;
     plan p;
@@ -367,16 +375,16 @@ pcn_status pcn_oversized_conv(const float *x, const float *k_h, const float *k_w
     void *owned;
     unsigned char *base;
     if (!x || !k_h || !k_w || !y)
-        return fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !x ? "x" : !k_h ? "k_h" : !k_w ? "k_w" : "y");
+        return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !x ? "x" : !k_h ? "k_h" : !k_w ? "k_w" : "y");
     if ((st = check_options(opt, &k, err)) != PCN_OK) return st;
     if ((st = setup_separable(&j, N, C, H, W, KV, KW, layout, 0, op, err)) != PCN_OK) return st;
     if ((st = make_plan(k, &j, opt, &p, op, err)) != PCN_OK) return st;
     j.x = x; j.y = y; j.kh_raw = k_h; j.kw_raw = k_w;
     base = acquire(opt, &p, &owned);
-    if (!base) return fail(err, PCN_ERR_NOMEM, "%s: cannot allocate %zu bytes of workspace", op, p.total);
+    if (!base) return pcn_fail(err, PCN_ERR_NOMEM, "%s: cannot allocate %zu bytes of workspace", op, p.total);
     execute(k, &j, &p, base);
     free(owned);
-    return ok(err);
+    return pcn_ok(err);
 }
 
 /* ------------------------------------------------------------------ reparameterization */
@@ -390,21 +398,22 @@ static void reparam(const float *k_h, const float *k_w, const float *k7, float *
                             (ptrdiff_t)KW, out + c * RH * RW, RW, 1);
 }
 
-pcn_status pcn_reparameterize(const float *k_h, const float *k_w, const float *k7, float *out,
-                              size_t C, size_t KV, size_t KW, pcn_error *err) {
+pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out,
+                              size_t C, size_t KV, size_t KW, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_reparameterize";
     pcn_status st;
     size_t n;
     if (!k_h || !k_w || !k7 || !out)
-        return fail(err, PCN_ERR_NULL, "%s: %s is NULL", op,
-                    !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "out");
-    if (C == 0) return fail(err, PCN_ERR_SHAPE, "%s: C must be >= 1", op);
+        return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op,
+                        !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "out");
+    if (C == 0) return pcn_fail(err, PCN_ERR_SHAPE, "%s: C must be >= 1", op);
     if ((st = check_kernel(KV, "KV (length of k_h)", op, 1, err)) != PCN_OK) return st;
     if ((st = check_kernel(KW, "KW (length of k_w)", op, 1, err)) != PCN_OK) return st;
     if (pcn_mul3_ovf(C, KV > 7 ? KV : 7, KW > 7 ? KW : 7, &n) || n > PCN_MAX_ELEMS)
-        return fail(err, PCN_ERR_OVERFLOW, "%s: C=%zu is too large", op, C);
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: C=%zu is too large", op, C);
     reparam(k_h, k_w, k7, out, C, KV, KW);
-    return ok(err);
+    return pcn_ok(err);
 }
 
 /* ------------------------------------------------------------------ cost model and ParC op */
@@ -432,7 +441,8 @@ static double valid_taps(size_t n, size_t k, size_t p) {
 #define PCN_PREP_COST 20.0
 
 pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, double *cost_separable, double *cost_dense) {
+                              pcn_layout layout, double *PCN_RESTRICT cost_separable,
+                              double *PCN_RESTRICT cost_dense) {
     double hw, sep, dense;
     size_t RH, RW;
     (void)layout;
@@ -475,8 +485,8 @@ static pcn_status setup_parc(pcn_job *j, size_t N, size_t C, size_t H, size_t W,
 }
 
 size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
-                                       size_t KW, pcn_layout layout, const pcn_options *opt,
-                                       pcn_error *err) {
+                                       size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                                       pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
@@ -486,13 +496,15 @@ size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, s
     if (check_options(&o, &k, err) || setup_parc(&j, N, C, H, W, KV, KW, layout, &o, err) ||
         make_plan(k, &j, &o, &p, "pcn_parc_spatial", err))
         return 0;
-    ok(err);
+    pcn_ok(err);
     return p.total;
 }
 
-pcn_status pcn_parc_spatial(const float *x, const float *k_h, const float *k_w, const float *k7,
-                            float *y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                            pcn_layout layout, const pcn_options *opt, pcn_error *err) {
+pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h,
+                            const float *PCN_RESTRICT k_w, const float *PCN_RESTRICT k7,
+                            float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
+                            size_t KV, size_t KW, pcn_layout layout,
+                            const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_parc_spatial";
     pcn_job j;
     plan p;
@@ -501,13 +513,13 @@ pcn_status pcn_parc_spatial(const float *x, const float *k_h, const float *k_w, 
     void *owned;
     unsigned char *base;
     if (!x || !k_h || !k_w || !k7 || !y)
-        return fail(err, PCN_ERR_NULL, "%s: %s is NULL", op,
-                    !x ? "x" : !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "y");
+        return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op,
+                        !x ? "x" : !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "y");
     if ((st = check_options(opt, &k, err)) != PCN_OK) return st;
     if ((st = setup_parc(&j, N, C, H, W, KV, KW, layout, opt, err)) != PCN_OK) return st;
     if ((st = make_plan(k, &j, opt, &p, op, err)) != PCN_OK) return st;
     base = acquire(opt, &p, &owned);
-    if (!base) return fail(err, PCN_ERR_NOMEM, "%s: cannot allocate %zu bytes of workspace", op, p.total);
+    if (!base) return pcn_fail(err, PCN_ERR_NOMEM, "%s: cannot allocate %zu bytes of workspace", op, p.total);
     j.x = x;
     j.y = y;
     j.kh_raw = k_h;
@@ -515,5 +527,5 @@ pcn_status pcn_parc_spatial(const float *x, const float *k_h, const float *k_w, 
     j.k7_raw = k7;
     execute(k, &j, &p, base);
     free(owned);
-    return ok(err);
+    return pcn_ok(err);
 }

@@ -9,12 +9,11 @@
 #include <stdint.h>
 #include "parcnetv2.h"
 
+/* PCN_RESTRICT comes from parcnetv2.h. */
 #if defined(__GNUC__) || defined(__clang__)
 #define PCN_INLINE static inline __attribute__((always_inline))
-#define PCN_RESTRICT __restrict__
 #else
 #define PCN_INLINE static inline
-#define PCN_RESTRICT
 #endif
 
 /* Overflow-checked size arithmetic: return 1 on overflow. */
@@ -38,6 +37,8 @@ static inline int pcn_mul4_ovf(size_t a, size_t b, size_t c, size_t d, size_t *o
     return pcn_mul3_ovf(a, b, c, &t) || pcn_mul_ovf(t, d, out);
 }
 #define PCN_SIZE_BAD ((size_t)-1)
+/* Largest element count of one tensor: byte offsets of every float fit in ptrdiff_t. */
+#define PCN_MAX_ELEMS ((size_t)PTRDIFF_MAX / sizeof(float) / 4)
 
 enum { PCN_JOB_DENSE = 1, PCN_JOB_SEPARABLE = 2 };
 
@@ -66,8 +67,9 @@ typedef struct pcn_job {
  * then (that value) + k7 where the centred 7x7 covers it. Written to out[a*rs + b*cs]. Shared by
  * pcn_reparameterize and the dense kernels, so both agree bitwise (compiled with
  * -ffp-contract=off, so the product is rounded before the sum). */
-static inline void pcn_reparam_channel(const float *kh, const float *kw, const float *k7,
-                                       ptrdiff_t KV, ptrdiff_t KW, float *out, ptrdiff_t rs,
+static inline void pcn_reparam_channel(const float *PCN_RESTRICT kh, const float *PCN_RESTRICT kw,
+                                       const float *PCN_RESTRICT k7, ptrdiff_t KV, ptrdiff_t KW,
+                                       float *PCN_RESTRICT out, ptrdiff_t rs,
                                        ptrdiff_t cs) {
     const ptrdiff_t RH = KV > 7 ? KV : 7, RW = KW > 7 ? KW : 7;
     const ptrdiff_t oy = (RH - KV) / 2, ox = (RW - KW) / 2, sy = (RH - 7) / 2, sx = (RW - 7) / 2;
@@ -95,18 +97,66 @@ typedef struct pcn_kernels {
     void (*run)(const pcn_job *job, size_t u0, size_t u1, float *scratch);
 } pcn_kernels;
 
+/* One fused row operation of pcn_fused.h (clause 15) after validation (fused.c). Matrices are
+ * rows x C with leading dimensions; unused fields are zero. */
+enum {
+    PCN_F_ERF = 1,          /* y = erf(x), C elements (rows = 1) */
+    PCN_F_BIAS_GELU = 2,    /* y = GELU(x + bias) */
+    PCN_F_GATE = 3,         /* y = (x + bias) * s */
+    PCN_F_GELU_GATE = 4,    /* y = (x[:, :C] + bias[:C]) * GELU(x[:, C:] + bias[C:]) */
+    PCN_F_LNG = 5,          /* y = LayerNormGeneral(x) * w */
+    PCN_F_LN = 6,           /* y = LayerNorm(x) * w + bias */
+    PCN_F_RESIDUAL_NORM = 7, /* xio = xio * scale + s; y = LNG(xio) * w when w */
+    PCN_F_POOL_NORM = 8,    /* y[n] = LayerNorm(mean of the HW rows of image n of x) * w + bias */
+    PCN_F_CLASSIFY = 9      /* logits = y @ fc_wt + fc_b, rows images, K classes */
+};
+#define PCN_ERF_CHUNK 4096 /* elements per work unit of PCN_F_ERF */
+#define PCN_CLS_VECTORS 4  /* vectors of classes per work unit of PCN_F_CLASSIFY */
+
+typedef struct pcn_fjob {
+    int op;
+    ptrdiff_t rows, C, HW, K;
+    const float *x, *s, *bias, *scale, *w, *fc_wt, *fc_b;
+    ptrdiff_t ldx, lds, ldy;
+    float *y, *xio, *logits;
+    float eps;
+} pcn_fjob;
+
+/* The fused kernels of one ISA: `units` work units of a job, `run` processes [u0, u1). */
+typedef struct pcn_fused_kernels {
+    pcn_isa isa;
+    int vl;
+    size_t (*units)(const pcn_fjob *job);
+    void (*run)(const pcn_fjob *job, size_t u0, size_t u1);
+} pcn_fused_kernels;
+
 extern const pcn_kernels pcn_kernels_scalar;
+extern const pcn_fused_kernels pcn_fused_kernels_scalar;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(PCN_NO_SIMD)
 #define PCN_HAVE_X86 1
 extern const pcn_kernels pcn_kernels_avx2;
 extern const pcn_kernels pcn_kernels_avx512;
+extern const pcn_fused_kernels pcn_fused_kernels_avx2;
+extern const pcn_fused_kernels pcn_fused_kernels_avx512;
 #endif
 #if defined(__aarch64__) && defined(__ARM_NEON) && !defined(PCN_NO_SIMD)
 #define PCN_HAVE_NEON 1
 extern const pcn_kernels pcn_kernels_neon;
+extern const pcn_fused_kernels pcn_fused_kernels_neon;
 #endif
 
 /* dispatch.c */
 const pcn_kernels *pcn_select_kernels(pcn_isa isa);
+const pcn_fused_kernels *pcn_select_fused(pcn_isa isa);
+
+/* ops.c: error reports, option checks and the OpenMP thread request, shared with fused.c */
+pcn_status pcn_fail(pcn_error *err, pcn_status code, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+pcn_status pcn_ok(pcn_error *err);
+pcn_status pcn_check_option_values(const pcn_options *opt, pcn_error *err);
+int pcn_requested_threads(const pcn_options *opt);
 
 #endif

@@ -266,7 +266,7 @@ static void test_errors(void) {
     pcn_error e;
     pcn_options o = pcn_options_default();
     memset(buf, 0, sizeof buf);
-    CHECK(pcn_dwconv2d(NULL, buf, NULL, buf, 1, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, NULL, &e) == PCN_ERR_NULL &&
+    CHECK(pcn_dwconv2d(NULL, buf, NULL, buf + 200, 1, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, NULL, &e) == PCN_ERR_NULL &&
               e.code == PCN_ERR_NULL && strstr(e.message, "x") != NULL, "null x: %s", e.message);
     CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 0, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE,
           "N=0: %s", e.message);

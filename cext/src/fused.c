@@ -1,0 +1,404 @@
+/*
+ * fused.c - entry points of pcn_fused.h (spec clause 15): argument validation, error messages,
+ * the thread count and the OpenMP driver of the fused kernels (fused_impl.h), the im2col patch
+ * copy of the stem and downsampling convolutions (data movement only, no ISA variants), and the
+ * threaded GEMM driver around a caller's single-threaded BLAS sgemm.
+ */
+#include <limits.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "pcn_fused.h"
+#include "pcn_internal.h"
+
+/* rows x cols matrix with leading dimension ld: not NULL, ld >= cols, addressable. */
+static pcn_status check_matrix(const char *op, const char *name, const void *p, size_t rows,
+                               size_t cols, size_t ld, pcn_error *err) {
+    size_t last;
+    if (!p) return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, name);
+    if (ld < cols)
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: %s has leading dimension %zu < its %zu columns", op,
+                        name, ld, cols);
+    if (pcn_mul_ovf(rows - 1, ld, &last) || pcn_add_ovf(last, cols, &last) || last > PCN_MAX_ELEMS)
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: %s (%zu rows, ld %zu) is too large", op, name, rows, ld);
+    return PCN_OK;
+}
+
+static pcn_status check_sizes(const char *op, size_t rows, size_t C, pcn_error *err) {
+    size_t n;
+    if (rows == 0 || C == 0)
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: rows and C must be >= 1, got rows=%zu C=%zu", op, rows, C);
+    if (pcn_mul_ovf(rows, C, &n) || n > PCN_MAX_ELEMS)
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: rows=%zu x C=%zu is too large", op, rows, C);
+    return PCN_OK;
+}
+
+/* Threads for `work` elements in `units` units: the request, capped by the units and by
+ * PCN_FUSED_MIN_WORK elements per thread. */
+static int fused_threads(const pcn_options *opt, size_t units, size_t work) {
+    size_t nt = (size_t)pcn_requested_threads(opt), by_work = work / PCN_FUSED_MIN_WORK;
+    if (nt > units) nt = units;
+    if (nt > by_work) nt = by_work;
+    return nt < 1 ? 1 : (int)nt;
+}
+
+/* Run a validated job: units split statically over the threads (each unit on one thread). */
+static pcn_status run(const pcn_fjob *job, size_t work, const pcn_options *opt, const char *op,
+                      pcn_error *err) {
+    const pcn_isa isa = opt ? opt->isa : PCN_ISA_AUTO;
+    const pcn_fused_kernels *k;
+    size_t units;
+    int nt;
+    pcn_status st = pcn_check_option_values(opt, err);
+    if (st != PCN_OK) return st;
+    k = pcn_select_fused(isa);
+    if (!k)
+        return pcn_fail(err, PCN_ERR_ISA, "%s: ISA %s is not available in this build or on this CPU", op,
+                        pcn_isa_name(isa));
+    units = k->units(job);
+    nt = fused_threads(opt, units, work);
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        {
+            size_t tid = (size_t)omp_get_thread_num(), nth = (size_t)omp_get_num_threads();
+            size_t chunk = units / nth, rem = units % nth;
+            size_t u0 = tid * chunk + (tid < rem ? tid : rem);
+            k->run(job, u0, u0 + chunk + (tid < rem ? 1 : 0));
+        }
+        return pcn_ok(err);
+    }
+#endif
+    (void)nt;
+    k->run(job, 0, units);
+    return pcn_ok(err);
+}
+
+pcn_status pcn_erf(const float *PCN_RESTRICT x, float *PCN_RESTRICT y, size_t n,
+                   const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_erf";
+    pcn_fjob j;
+    pcn_status st;
+    if ((st = check_sizes(op, 1, n, err)) || (st = check_matrix(op, "x", x, 1, n, n, err)) ||
+        (st = check_matrix(op, "y", y, 1, n, n, err)))
+        return st;
+    memset(&j, 0, sizeof j);
+    j.op = PCN_F_ERF;
+    j.rows = 1;
+    j.C = (ptrdiff_t)n;
+    j.x = x;
+    j.y = y;
+    return run(&j, n, opt, op, err);
+}
+
+/* The common part of the row operations: sizes, x (ldx, x_cols columns) and y (ldy, C). */
+static pcn_status setup_rows(pcn_fjob *j, int kind, const char *op, const float *x, size_t ldx,
+                             size_t x_cols, float *y, size_t ldy, size_t rows, size_t C,
+                             pcn_error *err) {
+    pcn_status st;
+    if ((st = check_sizes(op, rows, C, err)) || (st = check_matrix(op, "x", x, rows, x_cols, ldx, err)) ||
+        (st = check_matrix(op, "y", y, rows, C, ldy, err)))
+        return st;
+    memset(j, 0, sizeof *j);
+    j->op = kind;
+    j->rows = (ptrdiff_t)rows;
+    j->C = (ptrdiff_t)C;
+    j->x = x;
+    j->ldx = (ptrdiff_t)ldx;
+    j->y = y;
+    j->ldy = (ptrdiff_t)ldy;
+    return PCN_OK;
+}
+
+pcn_status pcn_bias_gelu(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT bias,
+                         float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
+                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_bias_gelu";
+    pcn_fjob j;
+    pcn_status st = setup_rows(&j, PCN_F_BIAS_GELU, op, x, ldx, C, y, ldy, rows, C, err);
+    if (st) return st;
+    j.bias = bias;
+    return run(&j, rows * C, opt, op, err);
+}
+
+pcn_status pcn_gate(const float *PCN_RESTRICT a, size_t lda, const float *PCN_RESTRICT bias,
+                    const float *PCN_RESTRICT s, size_t lds, float *PCN_RESTRICT y, size_t ldy,
+                    size_t rows, size_t C, const pcn_options *PCN_RESTRICT opt,
+                    pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_gate";
+    pcn_fjob j;
+    pcn_status st = setup_rows(&j, PCN_F_GATE, op, a, lda, C, y, ldy, rows, C, err);
+    if (st || (st = check_matrix(op, "s", s, rows, C, lds, err))) return st;
+    j.bias = bias;
+    j.s = s;
+    j.lds = (ptrdiff_t)lds;
+    return run(&j, rows * C, opt, op, err);
+}
+
+pcn_status pcn_gelu_gate(const float *PCN_RESTRICT h, size_t ldh, const float *PCN_RESTRICT bias,
+                         float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
+                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_gelu_gate";
+    pcn_fjob j;
+    pcn_status st;
+    if (C > PCN_MAX_ELEMS / 2) return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: C=%zu is too large", op, C);
+    st = setup_rows(&j, PCN_F_GELU_GATE, op, h, ldh, 2 * C, y, ldy, rows, C, err);
+    if (st) return st;
+    j.bias = bias;
+    return run(&j, rows * C, opt, op, err);
+}
+
+pcn_status pcn_layer_norm_general(const float *PCN_RESTRICT x, size_t ldx,
+                                  const float *PCN_RESTRICT w, float *PCN_RESTRICT y, size_t ldy,
+                                  size_t rows, size_t C, float eps,
+                                  const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_layer_norm_general";
+    pcn_fjob j;
+    pcn_status st = setup_rows(&j, PCN_F_LNG, op, x, ldx, C, y, ldy, rows, C, err);
+    if (st || (st = check_matrix(op, "w", w, 1, C, C, err))) return st;
+    j.w = w;
+    j.eps = eps;
+    return run(&j, rows * C, opt, op, err);
+}
+
+pcn_status pcn_residual_norm(float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT scale,
+                             const float *PCN_RESTRICT branch, size_t ldb,
+                             const float *PCN_RESTRICT w, float *PCN_RESTRICT y, size_t ldy,
+                             size_t rows, size_t C, float eps,
+                             const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_residual_norm";
+    pcn_fjob j;
+    pcn_status st;
+    if ((st = check_sizes(op, rows, C, err)) || (st = check_matrix(op, "x", x, rows, C, ldx, err)) ||
+        (st = check_matrix(op, "branch", branch, rows, C, ldb, err)) ||
+        (w && (st = check_matrix(op, "y", y, rows, C, ldy, err))))
+        return st;
+    memset(&j, 0, sizeof j);
+    j.op = PCN_F_RESIDUAL_NORM;
+    j.rows = (ptrdiff_t)rows;
+    j.C = (ptrdiff_t)C;
+    j.xio = x;
+    j.ldx = (ptrdiff_t)ldx;
+    j.scale = scale;
+    j.s = branch;
+    j.lds = (ptrdiff_t)ldb;
+    j.w = w;
+    j.y = y;
+    j.ldy = (ptrdiff_t)ldy;
+    j.eps = eps;
+    return run(&j, rows * C, opt, op, err);
+}
+
+pcn_status pcn_layer_norm(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT w,
+                          const float *PCN_RESTRICT b, float *PCN_RESTRICT y, size_t ldy,
+                          size_t rows, size_t C, float eps, const pcn_options *PCN_RESTRICT opt,
+                          pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_layer_norm";
+    pcn_fjob j;
+    pcn_status st = setup_rows(&j, PCN_F_LN, op, x, ldx, C, y, ldy, rows, C, err);
+    if (st || (st = check_matrix(op, "w", w, 1, C, C, err)) || (st = check_matrix(op, "b", b, 1, C, C, err)))
+        return st;
+    j.w = w;
+    j.bias = b;
+    j.eps = eps;
+    return run(&j, rows * C, opt, op, err);
+}
+
+pcn_status pcn_head(const float *PCN_RESTRICT x, size_t N, size_t HW, size_t C,
+                    const float *PCN_RESTRICT norm_w, const float *PCN_RESTRICT norm_b, float eps,
+                    const float *PCN_RESTRICT fc_wt, const float *PCN_RESTRICT fc_b, size_t K,
+                    float *PCN_RESTRICT features, float *PCN_RESTRICT logits,
+                    const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_head";
+    pcn_fjob j;
+    size_t rows, work;
+    pcn_status st;
+    if (N == 0 || HW == 0 || K == 0)
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: N, HW and K must be >= 1, got N=%zu HW=%zu K=%zu", op, N, HW, K);
+    if (pcn_mul_ovf(N, HW, &rows))
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: N=%zu x HW=%zu is too large", op, N, HW);
+    if ((st = check_sizes(op, rows, C, err)) || (st = check_matrix(op, "x", x, rows, C, C, err)) ||
+        (st = check_matrix(op, "norm_w", norm_w, 1, C, C, err)) ||
+        (st = check_matrix(op, "norm_b", norm_b, 1, C, C, err)) ||
+        (st = check_matrix(op, "fc_wt", fc_wt, C, K, K, err)) ||
+        (st = check_matrix(op, "features", features, N, C, C, err)) ||
+        (st = check_matrix(op, "logits", logits, N, K, K, err)))
+        return st;
+    memset(&j, 0, sizeof j);
+    j.op = PCN_F_POOL_NORM;
+    j.rows = (ptrdiff_t)N;
+    j.C = (ptrdiff_t)C;
+    j.HW = (ptrdiff_t)HW;
+    j.K = (ptrdiff_t)K;
+    j.x = x;
+    j.w = norm_w;
+    j.bias = norm_b;
+    j.eps = eps;
+    j.y = features;
+    j.fc_wt = fc_wt;
+    j.fc_b = fc_b;
+    j.logits = logits;
+    if ((st = run(&j, rows * C, opt, op, err)) != PCN_OK) return st;
+    j.op = PCN_F_CLASSIFY;
+    if (pcn_mul3_ovf(N, C, K, &work)) work = SIZE_MAX; /* only sizes the thread count */
+    return run(&j, work, opt, op, err);
+}
+
+/* ------------------------------------------------------------------ im2col */
+
+static void im2col_rows(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t r0, size_t r1,
+                        ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t SH,
+                        ptrdiff_t SW, ptrdiff_t PH, ptrdiff_t PW, ptrdiff_t OH, ptrdiff_t OW,
+                        pcn_layout layout, int bias_column) {
+    const ptrdiff_t ld = KH * KW * C + bias_column;
+    size_t r;
+    for (r = r0; r < r1; r++) { /* r = n * OH + oy: one output row of the map */
+        const ptrdiff_t n = (ptrdiff_t)r / OH, oy = (ptrdiff_t)r % OH;
+        ptrdiff_t ox, ky, kx, c;
+        for (ox = 0; ox < OW; ox++) {
+            float *row = cols + ((ptrdiff_t)r * OW + ox) * ld;
+            for (ky = 0; ky < KH; ky++) {
+                const ptrdiff_t iy = oy * SH + ky - PH;
+                for (kx = 0; kx < KW; kx++) {
+                    const ptrdiff_t ix = ox * SW + kx - PW;
+                    const int inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+                    if (layout == PCN_NHWC) {
+                        float *d = row + (ky * KW + kx) * C;
+                        if (inside)
+                            memcpy(d, x + ((n * H + iy) * W + ix) * C, sizeof(float) * (size_t)C);
+                        else
+                            memset(d, 0, sizeof(float) * (size_t)C);
+                    } else {
+                        for (c = 0; c < C; c++)
+                            row[(c * KH + ky) * KW + kx] = inside ? x[((n * C + c) * H + iy) * W + ix] : 0.0f;
+                    }
+                }
+            }
+            if (bias_column) row[ld - 1] = 1.0f;
+        }
+    }
+}
+
+pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C,
+                      size_t H, size_t W, size_t KH, size_t KW, size_t SH, size_t SW, size_t PH,
+                      size_t PW, pcn_layout layout, int bias_column,
+                      const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_im2col";
+    size_t OH, OW, ld, rows, total, nx;
+    int nt;
+    pcn_status st;
+    if (!x || !cols) return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !x ? "x" : "cols");
+    if (layout != PCN_NCHW && layout != PCN_NHWC)
+        return pcn_fail(err, PCN_ERR_ARG, "%s: layout = %d is neither PCN_NCHW nor PCN_NHWC", op, (int)layout);
+    if (bias_column != 0 && bias_column != 1)
+        return pcn_fail(err, PCN_ERR_ARG, "%s: bias_column = %d is neither 0 nor 1", op, bias_column);
+    if (N == 0 || C == 0 || H == 0 || W == 0 || KH == 0 || KW == 0 || SH == 0 || SW == 0)
+        return pcn_fail(err, PCN_ERR_SHAPE,
+                        "%s: sizes, kernel and stride must be >= 1, got N=%zu C=%zu H=%zu W=%zu K=%zux%zu "
+                        "S=%zux%zu", op, N, C, H, W, KH, KW, SH, SW);
+    if (KH > PCN_MAX_KERNEL || KW > PCN_MAX_KERNEL || PH > PCN_MAX_KERNEL || PW > PCN_MAX_KERNEL)
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu and padding %zux%zu must be <= %d", op, KH, KW,
+                        PH, PW, PCN_MAX_KERNEL);
+    if (pcn_mul4_ovf(N, C, H, W, &nx) || nx > PCN_MAX_ELEMS)
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: input N=%zu C=%zu H=%zu W=%zu is too large", op, N, C, H, W);
+    if (H + 2 * PH < KH || W + 2 * PW < KW)
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu does not fit the padded input %zux%zu", op, KH,
+                        KW, H + 2 * PH, W + 2 * PW);
+    OH = (H + 2 * PH - KH) / SH + 1;
+    OW = (W + 2 * PW - KW) / SW + 1;
+    if (pcn_mul3_ovf(KH, KW, C, &ld) || pcn_add_ovf(ld, (size_t)bias_column, &ld) ||
+        pcn_mul3_ovf(N, OH, OW, &rows) || pcn_mul_ovf(rows, ld, &total) || total > PCN_MAX_ELEMS)
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: the patch matrix is too large", op);
+    if ((st = pcn_check_option_values(opt, err)) != PCN_OK) return st;
+    rows = N * OH;
+    nt = fused_threads(opt, rows, total);
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        {
+            size_t tid = (size_t)omp_get_thread_num(), nth = (size_t)omp_get_num_threads();
+            size_t chunk = rows / nth, rem = rows % nth;
+            size_t r0 = tid * chunk + (tid < rem ? tid : rem);
+            im2col_rows(x, cols, r0, r0 + chunk + (tid < rem ? 1 : 0), (ptrdiff_t)C, (ptrdiff_t)H, (ptrdiff_t)W,
+                        (ptrdiff_t)KH, (ptrdiff_t)KW, (ptrdiff_t)SH, (ptrdiff_t)SW, (ptrdiff_t)PH,
+                        (ptrdiff_t)PW, (ptrdiff_t)OH, (ptrdiff_t)OW, layout, bias_column);
+        }
+        return pcn_ok(err);
+    }
+#endif
+    (void)nt;
+    im2col_rows(x, cols, 0, rows, (ptrdiff_t)C, (ptrdiff_t)H, (ptrdiff_t)W, (ptrdiff_t)KH, (ptrdiff_t)KW,
+                (ptrdiff_t)SH, (ptrdiff_t)SW, (ptrdiff_t)PH, (ptrdiff_t)PW, (ptrdiff_t)OH, (ptrdiff_t)OW, layout,
+                bias_column);
+    return pcn_ok(err);
+}
+
+/* ------------------------------------------------------------------ GEMM driver */
+
+/* Smallest block a thread gets: rows when splitting M, columns when splitting N (multiples keep
+ * the BLAS kernels on full register tiles), and multiply-adds per thread. */
+#define PCN_GEMM_ROW_BLOCK 16
+#define PCN_GEMM_COL_BLOCK 64
+#define PCN_GEMM_MIN_MACS ((size_t)1 << 18)
+
+/* One block of C: rows [m0, m1) and columns [n0, n1), row-major, as one column-major sgemm of the
+ * transposes: C^T = op(B)^T A^T. */
+static void gemm_block(pcn_sgemm_fn sgemm, const float *a, size_t lda, const float *b, size_t ldb, int bt,
+                       float *c, size_t ldc, size_t m0, size_t m1, size_t n0, size_t n1, size_t K) {
+    const int m = (int)(n1 - n0), n = (int)(m1 - m0), k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
+    const float one = 1.0f, zero = 0.0f;
+    const float *bb = bt ? b + n0 * ldb : b + n0;
+    if (m > 0 && n > 0) sgemm(bt ? "T" : "N", "N", &m, &n, &k, &one, bb, &la, a + m0 * lda, &lb, &zero, c + m0 * ldc + n0, &lc);
+}
+
+pcn_status pcn_gemm(pcn_sgemm_fn sgemm, const float *PCN_RESTRICT a, size_t lda,
+                    const float *PCN_RESTRICT b, size_t ldb, int b_transposed,
+                    float *PCN_RESTRICT c, size_t ldc, size_t M, size_t N, size_t K,
+                    const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_gemm";
+    size_t macs, units, nt;
+    int split_rows;
+    pcn_status st;
+    if (!sgemm) return pcn_fail(err, PCN_ERR_NULL, "%s: sgemm is NULL", op);
+    if (b_transposed != 0 && b_transposed != 1)
+        return pcn_fail(err, PCN_ERR_ARG, "%s: b_transposed = %d is neither 0 nor 1", op, b_transposed);
+    if (M == 0 || N == 0 || K == 0)
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: M, N and K must be >= 1, got M=%zu N=%zu K=%zu", op, M, N, K);
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: a size or leading dimension exceeds the BLAS int range", op);
+    if ((st = check_matrix(op, "a", a, M, K, lda, err)) ||
+        (st = check_matrix(op, "b", b, b_transposed ? N : K, b_transposed ? K : N, ldb, err)) ||
+        (st = check_matrix(op, "c", c, M, N, ldc, err)) || (st = pcn_check_option_values(opt, err)))
+        return st;
+    /* Each thread's sgemm packs its whole share of both operands: splitting the rows of C packs
+     * B (K x N) once per thread, splitting the columns packs A (M x K) once per thread. Split the
+     * side that leaves the smaller operand duplicated (rows when M >= N), in whole blocks. */
+    split_rows = M >= N && M >= 2 * PCN_GEMM_ROW_BLOCK;
+    units = split_rows ? (M + PCN_GEMM_ROW_BLOCK - 1) / PCN_GEMM_ROW_BLOCK : (N + PCN_GEMM_COL_BLOCK - 1) / PCN_GEMM_COL_BLOCK;
+    if (pcn_mul3_ovf(M, N, K, &macs)) macs = SIZE_MAX;
+    nt = (size_t)pcn_requested_threads(opt);
+    if (nt > units) nt = units;
+    if (nt > macs / PCN_GEMM_MIN_MACS) nt = macs / PCN_GEMM_MIN_MACS;
+    if (nt < 1) nt = 1;
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp parallel num_threads((int)nt)
+        {
+            size_t tid = (size_t)omp_get_thread_num(), nth = (size_t)omp_get_num_threads();
+            size_t chunk = units / nth, rem = units % nth;
+            size_t u0 = tid * chunk + (tid < rem ? tid : rem), u1 = u0 + chunk + (tid < rem ? 1 : 0);
+            if (split_rows) {
+                size_t m1 = u1 * PCN_GEMM_ROW_BLOCK < M ? u1 * PCN_GEMM_ROW_BLOCK : M;
+                gemm_block(sgemm, a, lda, b, ldb, b_transposed, c, ldc, u0 * PCN_GEMM_ROW_BLOCK, m1, 0, N, K);
+            } else {
+                size_t n1 = u1 * PCN_GEMM_COL_BLOCK < N ? u1 * PCN_GEMM_COL_BLOCK : N;
+                gemm_block(sgemm, a, lda, b, ldb, b_transposed, c, ldc, 0, M, u0 * PCN_GEMM_COL_BLOCK, n1, K);
+            }
+        }
+        return pcn_ok(err);
+    }
+#endif
+    gemm_block(sgemm, a, lda, b, ldb, b_transposed, c, ldc, 0, M, 0, N, K);
+    return pcn_ok(err);
+}

@@ -1,0 +1,243 @@
+"""Latency and peak memory of the engine, PyTorch eager and ONNX Runtime, side by side (spec clause
+15.7), for ``parcnetv2 bench`` and ``benchmarks/bench_engine.py``.
+
+Each framework runs in a child process of its own (``python -m parcnetv2.engine.comparisons``),
+so that its peak resident memory (VmHWM) is its own: interpreter, libraries, weights, buffers. All of them load the same weights file; ONNX Runtime runs the project's torch model
+(``parcnetv2.conformance.torch_model``) exported once, in another child, with
+``torch.onnx.export(..., dynamo=False, opset_version=17)``. Importing this module imports neither
+torch nor onnxruntime.
+
+Shape legend: N, C, H, W, K. Inputs are NCHW (N, 3, R, R) float32 standard normal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from parcnetv2.errors import InputError
+
+__all__ = ["FRAMEWORKS", "Result", "installed", "memory_budget", "machine", "prepare_weights", "export_onnx", "run", "measure"]
+
+FRAMEWORKS = ("engine", "onnxruntime", "torch")
+_NEEDS = {"engine": (), "torch": ("torch",), "onnxruntime": ("onnxruntime", "torch", "onnx")}
+OPSET = 17
+
+
+@dataclass
+class Result:
+    """One framework's measurement (times in ms, memory in MiB)."""
+
+    framework: str
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    runs: int
+    peak_rss_mib: float
+    baseline_rss_mib: float
+    version: str
+
+
+def installed(framework: str) -> bool:
+    """Whether the packages ``framework`` needs are importable here."""
+    return all(importlib.util.find_spec(name) is not None for name in _NEEDS[framework])
+
+
+def memory_budget(config: Any, batch: int, resolution: int) -> dict[str, float]:
+    """The issue's peak-memory budget, 2 x (weights + largest activation), in MiB: float32
+    weights of ``config`` and the largest single activation of a forward pass at this batch and
+    resolution (the image, or a stage's fc1 output N x H x W x 5C, its widest tensor)."""
+    from parcnetv2.reference.architecture import parameter_shapes
+
+    weights = sum(int(np.prod(s)) for s in parameter_shapes(config).values()) * 4
+    side, largest = resolution, 3 * resolution * resolution
+    for i, c in enumerate(config.dims):  # clause 3: map sizes after the stem and each downsampling
+        g = config.constants["stem" if i == 0 else "downsample"]
+        side = (side + 2 * g["padding"] - g["kernel_size"]) // g["stride"] + 1
+        largest = max(largest, side * side * config.constants["mlp_ratio"] * c)
+    largest *= batch * 4
+    mib = 1024.0 * 1024.0
+    return {"weights_mib": weights / mib, "activation_mib": largest / mib, "budget_mib": 2 * (weights + largest) / mib}
+
+
+def machine() -> str:
+    """One line describing the CPU, core count and library versions."""
+    from parcnetv2 import cext
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, NumPy {np.__version__}, "
+            f"C kernels ISA {cext.best_isa()}")
+
+
+def prepare_weights(variant: str, directory: Path, weights: str | None = None, seed: int = 0) -> Path:
+    """An .npz every child loads: the given weights file converted, or official-style random
+    weights of ``variant`` from ``seed`` (clause 2.3)."""
+    from parcnetv2 import reference
+
+    model = reference.load(weights, variant) if weights else reference.create(variant, seed=seed)
+    path = directory / f"{variant}.npz"
+    np.savez(path, **{k: np.asarray(v, np.float32) for k, v in model.state_dict().items()})
+    return path
+
+
+def _child(args: Sequence[str], timeout: float) -> dict[str, Any]:
+    """Run ``python -m parcnetv2.engine.comparisons ARGS`` and parse its last stdout line (JSON)."""
+    done = subprocess.run([sys.executable, "-m", "parcnetv2.engine.comparisons", *args], capture_output=True,
+                          text=True, timeout=timeout)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{args[0]} child failed: {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def export_onnx(weights: Path, variant: str, batch: int, resolution: int, out: Path, timeout: float = 900) -> Path:
+    """The torch model with ``weights`` exported to ONNX (opset 17, TorchScript exporter), in a child."""
+    _child(["export", str(weights), variant, str(batch), str(resolution), str(out)], timeout)
+    return out
+
+
+def measure(framework: str, weights: Path, variant: str, *, batch: int, threads: int, resolution: int, runs: int,
+            warmup: int, onnx_file: Path | None = None, timeout: float = 1800) -> Result:
+    """Time ``framework`` in a child process (see the module docstring)."""
+    args = [framework, str(weights), variant, str(batch), str(threads), str(resolution), str(runs), str(warmup)]
+    if framework == "onnxruntime":
+        if onnx_file is None:
+            raise InputError("onnxruntime needs the exported ONNX file")
+        args.append(str(onnx_file))
+    return Result(**_child(args, timeout))
+
+
+# ---------------------------------------------------------------------------- children
+
+
+def _rss_mib() -> float:
+    """Peak resident set size of this process so far: Linux's VmHWM (the high-water mark of this
+    program's own memory; ``ru_maxrss`` would also count the parent's, which survives fork and
+    exec), else ``ru_maxrss`` (KiB, bytes on macOS)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def _time(call, x: np.ndarray, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        call(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call(x)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _torch_module(weights: str, variant: str):
+    from parcnetv2.conformance.torch_model import build_model, load_numpy_state_dict
+
+    with np.load(weights) as data:
+        state = {k: data[k] for k in data.files}
+    num_classes = state["head.weight"].shape[0]
+    return load_numpy_state_dict(build_model(variant, num_classes=num_classes, init=False), state)
+
+
+def _child_main(argv: Sequence[str]) -> dict[str, Any]:
+    framework, weights, variant = argv[0], argv[1], argv[2]
+    if framework == "export":
+        import warnings
+
+        import torch
+
+        batch, resolution, out = int(argv[3]), int(argv[4]), argv[5]
+        module = _torch_module(weights, variant)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (torch.zeros(batch, 3, resolution, resolution),), out, dynamo=False,
+                              opset_version=OPSET, input_names=["x"], output_names=["logits"])
+        return {"onnx": out}
+    batch, threads, resolution, runs, warmup = (int(v) for v in argv[3:8])
+    x = np.random.default_rng(0).standard_normal((batch, 3, resolution, resolution)).astype(np.float32)
+    if framework == "engine":
+        from parcnetv2 import __version__, engine
+        from parcnetv2.engine.engine import Engine  # noqa: F401 - the runtime libraries, before the baseline
+
+        baseline = _rss_mib()
+        model = engine.load(weights, variant, threads=threads)
+        call, version = model, f"parcnetv2 {__version__}"
+    elif framework == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        baseline = _rss_mib()
+        module = _torch_module(weights, variant)
+
+        def call(a: np.ndarray) -> Any:
+            with torch.inference_mode():
+                return module(torch.from_numpy(a)).numpy()
+
+        version = f"torch {torch.__version__}"
+    elif framework == "onnxruntime":
+        import onnxruntime as ort
+
+        baseline = _rss_mib()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(argv[8], options, providers=["CPUExecutionProvider"])
+
+        def call(a: np.ndarray) -> Any:
+            return session.run(None, {"x": a})[0]
+
+        version = f"onnxruntime {ort.__version__}"
+    else:
+        raise SystemExit(f"unknown framework {framework!r}")
+    times = _time(call, x, runs, warmup)
+    return asdict(Result(framework, float(np.median(times)), float(np.percentile(times, 10)),
+                         float(np.percentile(times, 90)), runs, _rss_mib(), baseline, version))
+
+
+def run(variant: str, *, batch: int = 1, threads: int = 2, resolution: int = 224, runs: int = 20, warmup: int = 5,
+        frameworks: Sequence[str] = FRAMEWORKS, weights: str | None = None) -> tuple[list[Result], list[str]]:
+    """Measure ``frameworks`` (those not installed are listed as skipped): (results, notes)."""
+    results, notes = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = prepare_weights(variant, Path(tmp), weights)
+        onnx_file = None
+        for framework in frameworks:
+            if not installed(framework):
+                notes.append(f"{framework}: not installed (needs {', '.join(_NEEDS[framework])})")
+                continue
+            if framework == "onnxruntime" and onnx_file is None:
+                onnx_file = export_onnx(path, variant, batch, resolution, Path(tmp) / "model.onnx")
+            results.append(measure(framework, path, variant, batch=batch, threads=threads, resolution=resolution,
+                                   runs=runs, warmup=warmup, onnx_file=onnx_file))
+    return results, notes
+
+
+if __name__ == "__main__":  # a child process: print one JSON line
+    parser = argparse.ArgumentParser(prog="python -m parcnetv2.engine.comparisons")
+    parser.add_argument("argv", nargs="+")
+    print(json.dumps(_child_main(parser.parse_args().argv)))
