@@ -330,7 +330,7 @@ def reparameterize(k_h, k_w, k7) -> np.ndarray:
 
 def choose_path(n: int, c: int, h: int, w: int, kv: int, kw: int | None = None, layout: str = "NCHW") -> dict:
     """The cost model of parc_spatial: {"path": "separable" | "dense", "cost_separable": ...,
-    "cost_dense": ...} (costs in multiply-add equivalents; SPEC-NOTES.md gives the formula)."""
+    "cost_dense": ...} (costs in multiply-add equivalents; spec clause 12.5 gives the formula)."""
     kw = kv if kw is None else kw
     cs = _ffi.new("double *")
     cd = _ffi.new("double *")

@@ -17,11 +17,10 @@ from parcnetv2 import cext
 from parcnetv2.engine.blas import scipy_blas
 from parcnetv2.engine.layers import Block, Head, PatchConv, merge_sizes, norm_step
 from parcnetv2.engine.plan import Arena, Plan, options
-from parcnetv2.errors import InputError, WeightsError
+from parcnetv2.errors import InputError
 from parcnetv2.reference import Model
 from parcnetv2.reference.architecture import Config, components
-from parcnetv2.reference.loading import infer_config
-from parcnetv2.reference.model import check_state_dict
+from parcnetv2.reference.loading import resolve_config
 from parcnetv2.reference.components import subtree
 
 __all__ = ["Engine", "PLAN_CACHE_SIZE", "check_threads"]
@@ -87,19 +86,10 @@ class Engine:
     def from_state_dict(cls, state_dict: Mapping[str, Any], variant: str | None = None,
                         threads: int | None = None) -> "Engine":
         """An Engine from a state_dict with the official names, validated by the reference's own
-        checks and messages (``infer_config`` / ``Config.from_variant``, ``check_state_dict``)
+        checks and messages (``parcnetv2.reference.loading.resolve_config``)
         without the copy a reference Model would make: float32 arrays are used in place, so
         loading a file holds the weights once."""
-        if variant is None:
-            config = infer_config(state_dict)
-        else:
-            head = state_dict.get("head.weight")
-            num_classes = np.shape(head)[0] if head is not None and np.ndim(head) == 2 else 1000
-            config = Config.from_variant(variant, num_classes=num_classes)
-        check_state_dict(config, state_dict)
-        for key, value in state_dict.items():
-            if np.asarray(value).dtype.kind != "f":
-                raise WeightsError(f"{key} has dtype {np.asarray(value).dtype}; weights must be floating point")
+        config = resolve_config(state_dict, variant)
         return cls(config, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state_dict.items()}, threads)
 
     @property

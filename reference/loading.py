@@ -11,7 +11,7 @@ import numpy as np
 from parcnetv2.errors import WeightsError
 from parcnetv2.reference.architecture import Config, infer_official_variant
 from parcnetv2.reference.initialization import initial_state_dict
-from parcnetv2.reference.model import Model
+from parcnetv2.reference.model import Model, check_state_dict
 from parcnetv2.spec import architecture_defaults
 
 
@@ -65,14 +65,14 @@ def infer_config(state_dict: Mapping[str, Any], interpolate: bool | int = False)
     )
 
 
-def from_state_dict(
+def resolve_config(
     state_dict: Mapping[str, Any], variant: str | None = None, *, interpolate: bool | int = False
-) -> Model:
-    """A Model from a state_dict with the official names.
+) -> Config:
+    """The validated configuration of a state_dict with the official names (clause 13.4).
 
-    With ``variant`` the weights must match that variant exactly (any number of classes);
-    without it the architecture is inferred from the names and shapes. Missing or unexpected
-    keys and wrong shapes raise WeightsError naming them.
+    With ``variant`` the weights must be that variant (any number of classes); without it the
+    architecture is inferred from the names and shapes. Another architecture, missing or
+    unexpected keys, wrong shapes and non-float weights raise WeightsError naming them.
     """
     if variant is None:
         config = infer_config(state_dict, interpolate)
@@ -80,7 +80,27 @@ def from_state_dict(
         head = state_dict.get("head.weight")
         num_classes = np.shape(head)[0] if head is not None and np.ndim(head) == 2 else 1000
         config = Config.from_variant(variant, num_classes=num_classes, interpolate=interpolate)
-    return Model(config, state_dict)
+        _refuse_other_architecture(state_dict, config)
+    check_state_dict(config, state_dict)
+    return config
+
+
+def from_state_dict(
+    state_dict: Mapping[str, Any], variant: str | None = None, *, interpolate: bool | int = False
+) -> Model:
+    """A Model from a state_dict with the official names, validated by ``resolve_config``."""
+    return Model(resolve_config(state_dict, variant, interpolate=interpolate), state_dict)
+
+
+def _refuse_other_architecture(state_dict: Mapping[str, Any], config: Config) -> None:
+    """Name the architecture a state_dict holds when it is not the requested variant's."""
+    try:
+        found = infer_config(state_dict)
+    except WeightsError:
+        return  # too broken to describe: the key-by-key check reports it
+    arch = ("depths", "dims", "global_kernel_sizes")
+    if any(getattr(found, a) != getattr(config, a) for a in arch):
+        raise WeightsError(f"weights do not match {config.name}: they are {found.name}")
 
 
 def load(path: str | PathLike, variant: str | None = None, *, interpolate: bool | int = False) -> Model:

@@ -23,22 +23,34 @@ from parcnetv2.reference.convolution import linear
 from parcnetv2.reference.dtypes import as_input
 
 
+MAX_LISTED_KEYS = 20  # a message stays readable; the count says how many more there are
+
+
+def _key_list(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_LISTED_KEYS])
+    return shown if len(keys) <= MAX_LISTED_KEYS else f"{shown}, ... and {len(keys) - MAX_LISTED_KEYS} more"
+
+
 def check_state_dict(config: Config, state_dict: Mapping[str, Any]) -> None:
-    """WeightsError listing missing and unexpected keys, or naming a key with both shapes."""
+    """WeightsError listing missing and unexpected keys, or naming a key with both shapes, or a
+    weight that is not floating point."""
     expected = parameter_shapes(config)
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+            parts.append(f"missing keys ({len(missing)}): {_key_list(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+            parts.append(f"unexpected keys ({len(unexpected)}): {_key_list(unexpected)}")
         raise WeightsError(f"weights do not match {config.name}: " + "; ".join(parts))
     for key, shape in expected.items():
         got = tuple(np.shape(state_dict[key]))
         if got != shape:
             raise WeightsError(f"weights do not match {config.name}: {key} has shape {got}, expected {shape}")
+        dtype = np.asarray(state_dict[key]).dtype
+        if dtype.kind != "f":
+            raise WeightsError(f"{key} has dtype {dtype}; weights must be floating point")
 
 
 class Model:
@@ -52,8 +64,6 @@ class Model:
         weights = {}
         for key in parameter_shapes(config):
             arr = np.array(state_dict[key], copy=True)
-            if arr.dtype.kind != "f":
-                raise WeightsError(f"{key} has dtype {arr.dtype}; weights must be floating point")
             arr.flags.writeable = False
             weights[key] = arr
         self.config = config

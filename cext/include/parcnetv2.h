@@ -164,7 +164,7 @@ pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RE
                               size_t KV, size_t KW, pcn_error *PCN_RESTRICT err);
 
 /*
- * Cost model of pcn_parc_spatial (documented in SPEC-NOTES.md): returns PCN_PATH_SEPARABLE or
+ * Cost model of pcn_parc_spatial (spec clause 12.5): returns PCN_PATH_SEPARABLE or
  * PCN_PATH_DENSE for these sizes, or PCN_PATH_AUTO (0) when the sizes are invalid. The two cost
  * estimates (in multiply-add equivalents) are stored through the pointers when non-NULL.
  */

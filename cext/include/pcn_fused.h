@@ -13,7 +13,7 @@
  * capped so that each thread gets at least PCN_FUSED_MIN_WORK elements.
  *
  * GELU is the exact erf form GELU(v) = v/2 * (1 + erf(v / sqrt 2)) (clause 8.1), through the
- * library's vectorized erf (pcn_erf; accuracy in SPEC-NOTES.md of the engine, clause 15).
+ * library's vectorized erf (pcn_erf; accuracy in spec clause 15.3).
  * Pointer arguments are restrict: the arrays of one call must not overlap, except where a
  * parameter is documented as in/out.
  */

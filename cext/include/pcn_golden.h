@@ -1,5 +1,5 @@
 /*
- * pcn_golden.h - the golden test-vector file format, version 1 (spec clause 12; see SPEC-NOTES.md).
+ * pcn_golden.h - the golden test-vector file format, version 1 (spec clause 12.6).
  *
  * One test case per file (extension .pcng), written by `python -m parcnetv2.cext.golden` from the
  * NumPy reference and read by the C program pcn_selfcheck. All integers and floats are

@@ -432,7 +432,7 @@ static double valid_taps(size_t n, size_t k, size_t p) {
     return s;
 }
 
-/* Cost model (SPEC-NOTES.md), in multiply-add equivalents, per (n, c) plane:
+/* Cost model (spec clause 12.5), in multiply-add equivalents, per (n, c) plane:
  *   separable = valid MACs of the vertical pass + horizontal pass + DW7  + 2 * PASS * H * W
  *   dense     = valid MACs of the RH x RW reparameterized kernel          +     PASS * H * W
  *               + PREP * RH * RW   (each unit rebuilds its dense kernel from k_h, k_w, k7)

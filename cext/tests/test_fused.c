@@ -30,7 +30,7 @@ static int g_fail = 0, g_checks = 0;
 #define NISA 4
 static const pcn_isa all_isas[NISA] = {PCN_ISA_SCALAR, PCN_ISA_AVX2, PCN_ISA_AVX512, PCN_ISA_NEON};
 /* Most ulps the erf may be off on this sweep: the SIMD ISAs use fused multiply-add (exhaustive
- * measurement over all float32: see the engine's SPEC-NOTES.md); the scalar path rounds products
+ * measurement over all float32: see spec clause 15.3); the scalar path rounds products
  * separately (-ffp-contract=off) and is a little less accurate. */
 #define ERF_ULPS_FMA 1.1
 #define ERF_ULPS_SCALAR 1.5
