@@ -196,20 +196,10 @@ def _problem(n, s):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _print_table(request):
+def _print_table(show_table):
     yield
-    if not _RESULTS:
-        return
-    text = table(_RESULTS, sgemm_gflops())
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:  # pragma: no cover
-        print(text)
-        return
-    with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
-        reporter.write_line("")
-        for line in text.splitlines():
-            reporter.write_line(line)
+    if _RESULTS:
+        show_table(table(_RESULTS, sgemm_gflops()))
 
 
 @pytest.mark.parametrize("impl", IMPLS)

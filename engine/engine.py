@@ -21,6 +21,7 @@ from parcnetv2.errors import InputError
 from parcnetv2.reference import Model
 from parcnetv2.reference.architecture import Config, components
 from parcnetv2.reference.loading import resolve_config
+from parcnetv2.reference.model import check_image_shape
 from parcnetv2.reference.components import subtree
 
 __all__ = ["Engine", "PLAN_CACHE_SIZE", "check_threads"]
@@ -119,11 +120,7 @@ class Engine:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             raise InputError(f"input must be a floating-point array, got dtype {x.dtype}")
-        channels = self.config.constants["in_chans"]
-        if x.ndim != 4 or x.shape[1] != channels:
-            raise InputError(f"input must be NCHW (N, {channels}, H, W), got shape {x.shape}")
-        if min(x.shape[2:]) < 3:
-            raise InputError(f"input must be at least 3x3 for the 7x7/4 stem, got {x.shape[2]}x{x.shape[3]}")
+        check_image_shape(x, self.config)
         return x
 
     def __call__(self, x: Any) -> np.ndarray:

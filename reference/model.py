@@ -53,6 +53,15 @@ def check_state_dict(config: Config, state_dict: Mapping[str, Any]) -> None:
             raise WeightsError(f"{key} has dtype {dtype}; weights must be floating point")
 
 
+def check_image_shape(x: np.ndarray, config: Config) -> None:
+    """InputError unless x is NCHW (N, in_chans, H, W) with H, W >= 3 (clause 3.1's stem)."""
+    channels = config.constants["in_chans"]
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise InputError(f"input must be NCHW (N, {channels}, H, W), got shape {x.shape}")
+    if min(x.shape[2:]) < 3:
+        raise InputError(f"input must be at least 3x3 for the 7x7/4 stem, got {x.shape[2]}x{x.shape[3]}")
+
+
 class Model:
     """ParCNetV2 forward pass with the official semantics (clauses 2-8).
 
@@ -96,18 +105,10 @@ class Model:
             self._cast_cache[dtype] = {k: v.astype(dtype, copy=False) for k, v in self._weights.items()}
         return self._cast_cache[dtype]
 
-    def _check_image(self, x: Any) -> np.ndarray:
-        x = as_input(x)
-        channels = self.config.constants["in_chans"]
-        if x.ndim != 4 or x.shape[1] != channels:
-            raise InputError(f"input must be NCHW (N, {channels}, H, W), got shape {x.shape}")
-        if min(x.shape[2:]) < 3:
-            raise InputError(f"input must be at least 3x3 for the 7x7/4 stem, got {x.shape[2]}x{x.shape[3]}")
-        return x
-
     def forward_features(self, x: Any) -> np.ndarray:
         """Pooled, normalised features (clause 8.5): (N, 3, H, W) -> (N, C_last)."""
-        x = self._check_image(x)
+        x = as_input(x)
+        check_image_shape(x, self.config)
         params = self.weights_as(x.dtype)
         for i in range(len(self.config.depths)):
             down = self._components[f"downsample_layers.{i}"]

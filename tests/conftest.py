@@ -35,3 +35,34 @@ def single_threaded_libraries():
     finally:
         if torch is not None:
             torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the ``parcnetv2`` command line in-process: ``cli(*argv) -> (exit code, stdout, stderr)``.
+    argparse's own errors arrive as SystemExit and are returned the same way."""
+    from parcnetv2.cli import main
+
+    def run(*argv):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def assert_usage_error():
+    """``check(code, err, *fragments)``: exit code 2 and one stderr line containing each fragment."""
+
+    def check(code, err, *fragments):
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        for fragment in fragments:
+            assert fragment in lines[0], lines[0]
+
+    return check

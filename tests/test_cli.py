@@ -9,58 +9,38 @@ import numpy as np
 import pytest
 
 from parcnetv2 import reference as R
-from parcnetv2.cli import main
 from parcnetv2.spec import get_variant
 
 
-def run_cli(capsys, *argv):
-    """Run the command line in-process; argparse's own errors arrive as SystemExit."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("variant", ["parcnetv2_xt", "parcnetv2_base"])
-def test_params_prints_the_exact_count(capsys, variant):
-    code, out, _ = run_cli(capsys, "params", variant)
+def test_params_prints_the_exact_count(cli, variant):
+    code, out, _ = cli("params", variant)
     assert code == 0
     assert f"{get_variant(variant).params:,} parameters" in out
     assert f"{get_variant(variant).gmacs_224:.3f} GMACs" in out
 
 
-def test_params_detail_lists_stages(capsys):
-    code, out, _ = run_cli(capsys, "params", "parcnetv2_tiny", "--detail")
+def test_params_detail_lists_stages(cli):
+    code, out, _ = cli("params", "parcnetv2_tiny", "--detail")
     assert code == 0
     assert "stages.3 token_mixer.dwconv1 (oversized)" in out
     assert "total" in out
 
 
-def test_run_with_random_weights_writes_logits(capsys, tmp_path):
+def test_run_with_random_weights_writes_logits(cli, tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 40, 36))
     np.save(tmp_path / "x.npy", x)
-    code, out, _ = run_cli(capsys, "run", "--variant", "parcnetv2_xt", "--random-seed", "4", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"))
+    code, out, _ = cli("run", "--variant", "parcnetv2_xt", "--random-seed", "4", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"))
     assert code == 0, out
     y = np.load(tmp_path / "y.npy")
     assert y.shape == (2, 1000) and y.dtype == np.float64
     assert np.array_equal(y, R.create("parcnetv2_xt", seed=4)(x))
-    code, _, _ = run_cli(capsys, "run", "--variant", "parcnetv2_xt", "--random-seed", "4", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y32.npy"), "--dtype", "float32")
+    code, _, _ = cli("run", "--variant", "parcnetv2_xt", "--random-seed", "4", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y32.npy"), "--dtype", "float32")
     assert code == 0 and np.load(tmp_path / "y32.npy").dtype == np.float32
 
 
-def test_run_default_input_prints_top5(capsys):
-    code, out, _ = run_cli(capsys, "run", "--variant", "parcnetv2_xt", "--random-seed", "0")
+def test_run_default_input_prints_top5(cli):
+    code, out, _ = cli("run", "--variant", "parcnetv2_xt", "--random-seed", "0")
     assert code == 0
     assert out.startswith("image 0: top-5 logits")
 
@@ -73,10 +53,10 @@ def test_run_default_input_prints_top5(capsys):
         (np.zeros((1, 3, 32, 32), dtype=np.int16), ["int16", "--dtype"]),
     ],
 )
-def test_run_rejects_bad_inputs(capsys, tmp_path, array, fragments):
+def test_run_rejects_bad_inputs(cli, tmp_path, array, fragments, assert_usage_error):
     np.save(tmp_path / "bad.npy", array)
-    code, _, err = run_cli(capsys, "run", "--variant", "parcnetv2_xt", "--random-seed", "0", "--input", str(tmp_path / "bad.npy"))
-    assert_one_line_error(code, err, *fragments)
+    code, _, err = cli("run", "--variant", "parcnetv2_xt", "--random-seed", "0", "--input", str(tmp_path / "bad.npy"))
+    assert_usage_error(code, err, *fragments)
 
 
 @pytest.mark.parametrize(
@@ -91,9 +71,9 @@ def test_run_rejects_bad_inputs(capsys, tmp_path, array, fragments):
         (["frobnicate"], ["invalid choice"]),
     ],
 )
-def test_bad_arguments_give_one_line_and_exit_2(capsys, argv, fragments):
-    code, _, err = run_cli(capsys, *argv)
-    assert_one_line_error(code, err, *fragments)
+def test_bad_arguments_give_one_line_and_exit_2(cli, argv, fragments, assert_usage_error):
+    code, _, err = cli(*argv)
+    assert_usage_error(code, err, *fragments)
 
 
 def test_console_script_reports_without_traceback(tmp_path):

@@ -9,29 +9,11 @@ import numpy as np
 import pytest
 
 from parcnetv2 import engine, reference
-from parcnetv2.cli import main
 from parcnetv2.engine.preprocess import load_image
 from parcnetv2.reference.architecture import Config
 from parcnetv2.reference.initialization import random_state_dict
 
 CLASSES = 7
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +44,8 @@ def test_preprocessing_is_the_official_evaluation(files):
     np.testing.assert_array_equal(x, ((crop - mean) / std).transpose(2, 0, 1))
 
 
-def test_predict_top5_text_and_labels(capsys, files):
-    code, out, err = run_cli(capsys, "predict", "--weights", files / "w.npz", "--labels", files / "labels.txt",
+def test_predict_top5_text_and_labels(cli, files):
+    code, out, err = cli("predict", "--weights", files / "w.npz", "--labels", files / "labels.txt",
                              files / "a.jpg", files / "b.png")
     assert code == 0, err
     lines = out.splitlines()
@@ -76,8 +58,8 @@ def test_predict_top5_text_and_labels(capsys, files):
         assert line.split() == [f"{rank}.", str(k), f"{probabilities[k]:.4f}", f"name{k}"]
 
 
-def test_predict_json(capsys, files):
-    code, out, _ = run_cli(capsys, "predict", "--weights", files / "w.npz", "--json", "--top", "3", files / "a.jpg")
+def test_predict_json(cli, files):
+    code, out, _ = cli("predict", "--weights", files / "w.npz", "--json", "--top", "3", files / "a.jpg")
     assert code == 0
     document = json.loads(out)
     (result,) = document["results"]
@@ -97,21 +79,21 @@ def test_predict_json(capsys, files):
         (["--labels", "{a}", "{a}"], ["--labels"]),
     ],
 )
-def test_predict_bad_input(capsys, files, args, fragments):
+def test_predict_bad_input(cli, files, args, fragments, assert_usage_error):
     paths = {"bad": files / "bad.jpg", "missing": files / "nope.png", "a": files / "a.jpg"}
     argv = [a.format(**paths) for a in args]
-    code, _, err = run_cli(capsys, "predict", "--weights", files / "w.npz", *argv)
-    assert_one_line_error(code, err, "parcnetv2 predict: error:", *fragments)
+    code, _, err = cli("predict", "--weights", files / "w.npz", *argv)
+    assert_usage_error(code, err, "parcnetv2 predict: error:", *fragments)
 
 
-def test_predict_unreadable_weights(capsys, files):
-    code, _, err = run_cli(capsys, "predict", "--weights", files / "bad.jpg", files / "a.jpg")
-    assert_one_line_error(code, err, "parcnetv2 predict: error:")
+def test_predict_unreadable_weights(cli, files, assert_usage_error):
+    code, _, err = cli("predict", "--weights", files / "bad.jpg", files / "a.jpg")
+    assert_usage_error(code, err, "parcnetv2 predict: error:")
 
 
-def test_bench_quick_run(capsys):
+def test_bench_quick_run(cli):
     """A tiny quick run: the engine alone (the comparison frameworks are exercised by the benchmarks)."""
-    code, out, err = run_cli(capsys, "bench", "--variant", "parcnetv2_xt", "--resolution", "32", "--runs", "2",
+    code, out, err = cli("bench", "--variant", "parcnetv2_xt", "--resolution", "32", "--runs", "2",
                              "--warmup", "1", "--threads", "1", "--frameworks", "engine", "--json")
     assert code == 0, err
     document = json.loads(out)
@@ -120,18 +102,18 @@ def test_bench_quick_run(capsys):
     assert row["peak_rss_mib"] >= row["baseline_rss_mib"] > 0 and document["budget_mib"] > document["weights_mib"] > 28
 
 
-def test_bench_bad_input(capsys):
-    code, _, err = run_cli(capsys, "bench", "--variant", "parcnetv2_nano")
-    assert_one_line_error(code, err, "unknown variant")
-    code, _, err = run_cli(capsys, "bench", "--variant", "parcnetv2_xt", "--frameworks", "engine,tensorflow")
-    assert_one_line_error(code, err, "tensorflow")
-    code, _, err = run_cli(capsys, "bench", "--variant", "parcnetv2_xt", "--batch", "0")
-    assert_one_line_error(code, err, "--batch")
+def test_bench_bad_input(cli, assert_usage_error):
+    code, _, err = cli("bench", "--variant", "parcnetv2_nano")
+    assert_usage_error(code, err, "unknown variant")
+    code, _, err = cli("bench", "--variant", "parcnetv2_xt", "--frameworks", "engine,tensorflow")
+    assert_usage_error(code, err, "tensorflow")
+    code, _, err = cli("bench", "--variant", "parcnetv2_xt", "--batch", "0")
+    assert_usage_error(code, err, "--batch")
 
 
-def test_plot_kernels_writes_a_png(capsys, files, tmp_path):
+def test_plot_kernels_writes_a_png(cli, files, tmp_path):
     out = tmp_path / "fig.png"
-    code, text, err = run_cli(capsys, "plot-kernels", files / "w.npz", "--stage", "2", "--block", "0", "--out", out,
+    code, text, err = cli("plot-kernels", files / "w.npz", "--stage", "2", "--block", "0", "--out", out,
                               "--channels", "3")
     assert code == 0, err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "channels" in text
@@ -144,12 +126,12 @@ def test_plot_kernels_writes_a_png(capsys, files, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [(["--stage", "4", "--block", "0"], "--stage 4"),
                                             (["--stage", "1", "--block", "2"], "--block 2")])
-def test_plot_kernels_bad_block(capsys, files, tmp_path, args, fragment):
-    code, _, err = run_cli(capsys, "plot-kernels", files / "w.npz", *args, "--out", tmp_path / "f.png")
-    assert_one_line_error(code, err, fragment)
+def test_plot_kernels_bad_block(cli, files, tmp_path, args, fragment, assert_usage_error):
+    code, _, err = cli("plot-kernels", files / "w.npz", *args, "--out", tmp_path / "f.png")
+    assert_usage_error(code, err, fragment)
 
 
-def test_missing_extras_are_one_line(capsys, files, tmp_path, monkeypatch):
+def test_missing_extras_are_one_line(cli, files, tmp_path, monkeypatch, assert_usage_error):
     """Without Pillow / matplotlib the commands say which extra to install."""
     import builtins
 
@@ -161,7 +143,7 @@ def test_missing_extras_are_one_line(capsys, files, tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_extras)
-    code, _, err = run_cli(capsys, "predict", "--weights", files / "w.npz", files / "a.jpg")
-    assert_one_line_error(code, err, "parcnetv2[images]")
-    code, _, err = run_cli(capsys, "plot-kernels", files / "w.npz", "--stage", "0", "--block", "0", "--out", tmp_path / "f.png")
-    assert_one_line_error(code, err, "parcnetv2[plot]")
+    code, _, err = cli("predict", "--weights", files / "w.npz", files / "a.jpg")
+    assert_usage_error(code, err, "parcnetv2[images]")
+    code, _, err = cli("plot-kernels", files / "w.npz", "--stage", "0", "--block", "0", "--out", tmp_path / "f.png")
+    assert_usage_error(code, err, "parcnetv2[plot]")

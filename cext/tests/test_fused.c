@@ -14,17 +14,7 @@
 #include <string.h>
 #include "pcn_fused.h"
 
-static int g_fail = 0, g_checks = 0;
-#define CHECK(cond, ...)                                         \
-    do {                                                         \
-        g_checks++;                                              \
-        if (!(cond)) {                                           \
-            g_fail++;                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                        \
-            fputc('\n', stderr);                                 \
-        }                                                        \
-    } while (0)
+#include "check.h"
 
 #define U (1.0 / 16777216.0) /* unit roundoff of float32 */
 #define NISA 4
@@ -427,6 +417,5 @@ int main(void) {
     test_gemm(301, 40, 64, 1);  /* rows split over two threads */
     test_gemm(5, 1100, 100, 0); /* columns split */
     test_errors();
-    printf("%d checks, %d failures\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return CHECK_SUMMARY();
 }

@@ -13,17 +13,7 @@
 #include <string.h>
 #include "parcnetv2.h"
 
-static int g_fail = 0, g_checks = 0;
-#define CHECK(cond, ...)                                              \
-    do {                                                              \
-        g_checks++;                                                   \
-        if (!(cond)) {                                                \
-            g_fail++;                                                 \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
-            fprintf(stderr, __VA_ARGS__);                             \
-            fputc('\n', stderr);                                      \
-        }                                                             \
-    } while (0)
+#include "check.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -379,6 +369,5 @@ int main(void) {
     test_reparam();
     test_errors();
     test_cost_model();
-    printf("%d checks, %d failures\n", g_checks, g_fail);
-    return g_fail ? 1 : 0;
+    return CHECK_SUMMARY();
 }
