@@ -94,6 +94,7 @@ class Problem:
                 with torch.no_grad():
                     t = F.conv2d(x, p.tkh, padding=(k // 2, 0), groups=c)
                     return F.conv2d(t, p.tkw, padding=(0, k // 2), groups=c) + F.conv2d(x, p.tk7, padding=3, groups=c)
+
             return run
 
         if impl == "torch_nchw":
@@ -101,9 +102,11 @@ class Problem:
         if impl == "torch_cl":
             return torch_sep(p.tx_cl)
         if impl == "torch_dense_cl":
+
             def run():
                 with torch.no_grad():
                     return F.conv2d(p.tx_cl, p.tdense, padding=kd // 2, groups=c)
+
             return run
         raise ValueError(impl)
 
@@ -144,39 +147,51 @@ def machine() -> str:
     except OSError:
         pass
     tv = torch.__version__ if torch is not None else "absent"
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, C kernels ISA {cext.best_isa()}"
-            f" ({cext.build_info()}), PyTorch {tv}, NumPy {np.__version__}, Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, C kernels ISA {cext.best_isa()}"
+        f" ({cext.build_info()}), PyTorch {tv}, NumPy {np.__version__}, Python {platform.python_version()}"
+    )
 
 
 def table(results: dict, gemm: float) -> str:
     """Markdown table: one row per (stage, batch, threads), best time (ms) and GFLOP/s per impl."""
-    lines = [f"Machine: {machine()}", f"sgemm (numpy float32 2048^3): {gemm:.0f} GFLOP/s", "",
-             "| stage (C, H, K) | N | thr | C NCHW | C NHWC | torch NCHW | torch CL | NumPy ref | C vs torch best | "
-             "C dense NCHW | C dense NHWC | torch dense CL | C dense vs torch |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {machine()}",
+        f"sgemm (numpy float32 2048^3): {gemm:.0f} GFLOP/s",
+        "",
+        "| stage (C, H, K) | N | thr | C NCHW | C NHWC | torch NCHW | torch CL | NumPy ref | C vs torch best | "
+        "C dense NCHW | C dense NHWC | torch dense CL | C dense vs torch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s, (c, h, k) in enumerate(STAGES):
         for n in BATCHES:
             for t in THREADS:
-                def cell(impl):
-                    r = results.get((s, n, t, impl))
+                times = {impl: r for (s2, n2, t2, impl), r in results.items() if (s2, n2, t2) == (s, n, t)}
+
+                def cell(impl, times=times, n=n, c=c, h=h, k=k):
+                    r = times.get(impl)
                     if r is None:
                         return "-"
                     return f"{r * 1e3:.3f} ms ({2 * valid_macs(impl, n, c, h, k) / r / 1e9:.1f})"
 
-                def best(impls):
-                    v = [results[(s, n, t, i)] for i in impls if (s, n, t, i) in results]
+                def best(impls, times=times):
+                    v = [times[i] for i in impls if i in times]
                     return min(v) if v else None
 
                 cb, tb = best(["c_nchw", "c_nhwc"]), best(["torch_nchw", "torch_cl"])
                 db, tdb = best(["c_dense_nchw", "c_dense_nhwc"]), best(["torch_dense_cl"])
                 sp = f"{tb / cb:.1f}x" if cb and tb else "-"
                 dsp = f"{tdb / db:.1f}x" if db and tdb else "-"
-                lines.append(f"| {s} ({c}, {h}, {k}) | {n} | {t} | {cell('c_nchw')} | {cell('c_nhwc')} | "
-                             f"{cell('torch_nchw')} | {cell('torch_cl')} | {cell('numpy_ref')} | {sp} | "
-                             f"{cell('c_dense_nchw')} | {cell('c_dense_nhwc')} | {cell('torch_dense_cl')} | {dsp} |")
+                lines.append(
+                    f"| {s} ({c}, {h}, {k}) | {n} | {t} | {cell('c_nchw')} | {cell('c_nhwc')} | "
+                    f"{cell('torch_nchw')} | {cell('torch_cl')} | {cell('numpy_ref')} | {sp} | "
+                    f"{cell('c_dense_nchw')} | {cell('c_dense_nhwc')} | {cell('torch_dense_cl')} | {dsp} |"
+                )
     lines.append("")
-    lines.append("Cells: best time over the rounds, (GFLOP/s on valid MACs). NumPy ref runs once per "
-                 "(stage, N) with NumPy's default BLAS threads, shown in the 1-thread row.")
+    lines.append(
+        "Cells: best time over the rounds, (GFLOP/s on valid MACs). NumPy ref runs once per "
+        "(stage, N) with NumPy's default BLAS threads, shown in the 1-thread row."
+    )
     return "\n".join(lines)
 
 

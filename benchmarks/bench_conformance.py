@@ -25,7 +25,9 @@ def test_conformance_suite_runtime(benchmark, tmp_path, backend, profile):
 
     def suite():
         start = time.perf_counter()
-        result = run_suite(["conformance", "--backend", backend, "--conformance-profile", profile, "-q"], report=tmp_path / "r.json")
+        result = run_suite(
+            ["conformance", "--backend", backend, "--conformance-profile", profile, "-q"], report=tmp_path / "r.json"
+        )
         seconds["wall"] = time.perf_counter() - start
         return result
 
@@ -34,4 +36,7 @@ def test_conformance_suite_runtime(benchmark, tmp_path, backend, profile):
         pytest.skip(f"backend {backend} is not available here: {result.stderr.strip().splitlines()[-1]}")
     benchmark.extra_info.update(target_seconds=TARGET_SECONDS[profile], counts=result.report["counts"])
     assert result.returncode == 0, result.stdout[-2000:]
-    print(f"{backend} {profile}: {seconds['wall']:.1f} s (target {TARGET_SECONDS[profile]:.0f} s), {result.report['counts']}")
+    print(
+        f"{backend} {profile}: {seconds['wall']:.1f} s (target {TARGET_SECONDS[profile]:.0f} s), "
+        f"{result.report['counts']}"
+    )

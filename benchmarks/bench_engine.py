@@ -6,7 +6,7 @@ parcnetv2_tiny at 224x224, batch 1 and 8, 1 and 2 threads.
 
 Latency: in this process, by pytest-benchmark (the engine and ONNX Runtime first, PyTorch last:
 its OpenMP threads busy-wait after a call). Peak memory: each framework in a fresh child process
-(``parcnetv2.engine.comparisons``), so its peak (VmHWM) is that framework's alone; shown with the
+(``parcnetv2.cli.framework_comparison``), so its peak (VmHWM) is that framework's alone; shown with the
 issue's budget 2 x (weights + largest activation). Weights: official-style random initialisation
 (seed 0). Timing targets live here, never in the tests: the engine at batch 1, 2 threads, should
 take at most 1.5x ONNX Runtime's time (``extra_info["target_vs_onnxruntime"]``).
@@ -26,8 +26,8 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from parcnetv2 import engine, reference  # noqa: E402
-from parcnetv2.conformance.torch_model import build_model, load_numpy_state_dict  # noqa: E402
-from parcnetv2.engine import comparisons  # noqa: E402
+from parcnetv2.cli import framework_comparison as comparisons  # noqa: E402
+from parcnetv2.pytorch.model import build_model, load_numpy_state_dict  # noqa: E402
 
 VARIANT = "parcnetv2_tiny"
 RESOLUTION = 224
@@ -47,7 +47,9 @@ def setup():
     model = reference.load(weights_file, VARIANT)
     state = {k: np.array(v) for k, v in model.state_dict().items()}  # writable copies for torch
     module = load_numpy_state_dict(build_model(VARIANT, init=False), state)
-    onnx_files = {b: comparisons.export_onnx(weights_file, VARIANT, b, RESOLUTION, tmp / f"tiny_b{b}.onnx") for b in BATCHES}
+    onnx_files = {
+        b: comparisons.export_onnx(weights_file, VARIANT, b, RESOLUTION, tmp / f"tiny_b{b}.onnx") for b in BATCHES
+    }
     return {"model": model, "module": module, "onnx": onnx_files, "weights": weights_file}
 
 
@@ -79,11 +81,24 @@ def test_tiny_224(benchmark, setup, framework, batch, threads):
     assert logits.shape == (batch, 1000)
     benchmark.group = f"tiny 224 batch {batch} threads {threads}"
     benchmark.pedantic(call, args=(x,), rounds=ROUNDS[batch], iterations=1, warmup_rounds=2)
-    memory = comparisons.measure(framework, setup["weights"], VARIANT, batch=batch, threads=threads,
-                                 resolution=RESOLUTION, runs=2, warmup=1, onnx_file=setup["onnx"][batch])
+    memory = comparisons.measure(
+        framework,
+        setup["weights"],
+        VARIANT,
+        batch=batch,
+        threads=threads,
+        resolution=RESOLUTION,
+        runs=2,
+        warmup=1,
+        onnx_file=setup["onnx"][batch],
+    )
     stats = benchmark.stats.stats
-    _RESULTS[(framework, batch, threads)] = {"median": stats.median * 1e3, "min": stats.min * 1e3,
-                                             "peak": memory.peak_rss_mib, "above": memory.peak_rss_mib - memory.baseline_rss_mib}
+    _RESULTS[(framework, batch, threads)] = {
+        "median": stats.median * 1e3,
+        "min": stats.min * 1e3,
+        "peak": memory.peak_rss_mib,
+        "above": memory.peak_rss_mib - memory.baseline_rss_mib,
+    }
     benchmark.extra_info.update(peak_rss_mib=memory.peak_rss_mib, baseline_rss_mib=memory.baseline_rss_mib)
     if framework == "engine" and batch == 1 and threads == 2:
         benchmark.extra_info["target_vs_onnxruntime"] = TARGET_VS_ORT
@@ -93,10 +108,13 @@ def table() -> str:
     """Markdown table of the measured cells (median ms, peak RSS MiB) and the memory budget."""
     from parcnetv2.reference.architecture import Config
 
-    lines = [f"Machine: {comparisons.machine()}; torch {torch.__version__}, onnxruntime {ort.__version__}.", "",
-             "| batch | threads | engine ms | ONNX Runtime ms | PyTorch ms | engine / ORT | engine peak MiB (above imports) "
-             "| ORT peak MiB (above imports) | PyTorch peak MiB (above imports) | budget MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {comparisons.machine()}; torch {torch.__version__}, onnxruntime {ort.__version__}.",
+        "",
+        "| batch | threads | engine ms | ONNX Runtime ms | PyTorch ms | engine / ORT | engine peak MiB (above imports) "
+        "| ORT peak MiB (above imports) | PyTorch peak MiB (above imports) | budget MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for batch in BATCHES:
         budget = comparisons.memory_budget(Config.from_variant(VARIANT), batch, RESOLUTION)["budget_mib"]
         for threads in THREADS:
@@ -104,9 +122,11 @@ def table() -> str:
             if not all(cells):
                 continue
             e, o, t = cells
-            lines.append(f"| {batch} | {threads} | {e['median']:.1f} | {o['median']:.1f} | {t['median']:.1f} | "
-                         f"{e['median'] / o['median']:.2f} | {e['peak']:.0f} ({e['above']:.0f}) | {o['peak']:.0f} "
-                         f"({o['above']:.0f}) | {t['peak']:.0f} ({t['above']:.0f}) | {budget:.0f} |")
+            lines.append(
+                f"| {batch} | {threads} | {e['median']:.1f} | {o['median']:.1f} | {t['median']:.1f} | "
+                f"{e['median'] / o['median']:.2f} | {e['peak']:.0f} ({e['above']:.0f}) | {o['peak']:.0f} "
+                f"({o['above']:.0f}) | {t['peak']:.0f} ({t['above']:.0f}) | {budget:.0f} |"
+            )
     return "\n".join(lines)
 
 

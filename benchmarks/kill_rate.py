@@ -19,7 +19,16 @@ from parcnetv2.conformance.runner import run_suite
 
 def outcome(name: str, seed: int, folder: Path) -> tuple[int, list[str]]:
     """Exit code and the tests that failed, parametrized ones counted under their base name."""
-    args = ["conformance", "--backend", f"parcnetv2.conformance.mutants:{name}", "--conformance-profile", "default", "--seed", str(seed), "-q"]
+    args = [
+        "conformance",
+        "--backend",
+        f"parcnetv2.conformance.mutants:{name}",
+        "--conformance-profile",
+        "default",
+        "--seed",
+        str(seed),
+        "-q",
+    ]
     result = run_suite(args, report=folder / f"{name}.json")
     failed = Counter(test.split("[")[0] for test, t in result.tests().items() if t["outcome"] in ("failed", "error"))
     return result.returncode, [f"`{test}`" + (f" ×{n}" if n > 1 else "") for test, n in sorted(failed.items())]
@@ -36,7 +45,10 @@ def main() -> None:
             code, failed = outcome(name, seed, Path(tmp))
             killed += code == 1
             print(f"| `{name}` | {backend.description} | {code} | {', '.join(failed)} |")
-        print(f"\nKill rate: {killed}/{len(MUTANTS)} ({100 * killed / len(MUTANTS):.0f} %), default profile, seed {seed}.\n")
+        print(
+            f"\nKill rate: {killed}/{len(MUTANTS)} ({100 * killed / len(MUTANTS):.0f} %), default profile, "
+            f"seed {seed}.\n"
+        )
         print("| legitimate re-implementation | what differs | exit |\n|---|---|---|")
         for name, backend in LEGITIMATE.items():
             code, _ = outcome(name, seed, Path(tmp))

@@ -20,7 +20,7 @@ knob, the results agree to within the rounding bound.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,24 +43,24 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 __all__ = [
-    "erf",
+    "available_isas",
+    "best_isa",
     "bias_gelu",
+    "build_info",
+    "choose_path",
+    "dwconv2d",
+    "erf",
     "gate",
     "gelu_gate",
-    "layer_norm_general",
-    "residual_norm",
-    "layer_norm",
+    "has_openmp",
     "head",
     "im2col",
-    "dwconv2d",
+    "layer_norm",
+    "layer_norm_general",
     "oversized_conv",
     "parc_spatial",
     "reparameterize",
-    "choose_path",
-    "available_isas",
-    "best_isa",
-    "has_openmp",
-    "build_info",
+    "residual_norm",
     "version",
 ]
 
@@ -181,7 +181,10 @@ def _odd_kernel(k_h, k_w, c: int, op: str, need_odd: bool) -> tuple[np.ndarray, 
     kv, kw = k_h.shape[2], k_w.shape[3]
     for name, k in (("k_h", kv), ("k_w", kw)):
         if not 1 <= k <= MAX_KERNEL:
-            raise InputError(f"{op}: {name} length {k} must be in 1..{MAX_KERNEL} (shape {k_h.shape if name == 'k_h' else k_w.shape})")
+            raise InputError(
+                f"{op}: {name} length {k} must be in 1..{MAX_KERNEL} (shape "
+                f"{k_h.shape if name == 'k_h' else k_w.shape})"
+            )
         if need_odd and k % 2 == 0:
             raise InputError(f"{op}: {name} length {k} must be odd (shapes k_h {k_h.shape}, k_w {k_w.shape})")
     return k_h, k_w, kv, kw
@@ -237,17 +240,28 @@ def dwconv2d(
             raise InputError(f"{op}: bias must be ({c},), got shape {bias.shape}")
     oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
     if oh < 1 or ow < 1:
-        raise InputError(
-            f"{op}: kernel {kh}x{kw} does not fit input {h}x{w} with padding ({ph}, {pw}) (x {x.shape})"
-        )
+        raise InputError(f"{op}: kernel {kh}x{kw} does not fit input {h}x{w} with padding ({ph}, {pw}) (x {x.shape})")
     opt = _options(threads, isa, nchw_kernel=nchw_kernel)
     y = _out((n, c, oh, ow), layout)
     if n == 0:
         return y
     err = _ffi.new("pcn_error *")
     st = _lib.pcn_dwconv2d(
-        _ptr(x), _ptr(weight), _ptr(bias) if bias is not None else _ffi.NULL, _ptr(y),
-        n, c, h, w, kh, kw, ph, pw, lay, opt, err,
+        _ptr(x),
+        _ptr(weight),
+        _ptr(bias) if bias is not None else _ffi.NULL,
+        _ptr(y),
+        n,
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        ph,
+        pw,
+        lay,
+        opt,
+        err,
     )
     _check(st, err, op)
     return y
@@ -393,7 +407,9 @@ def bias_gelu(x, bias=None, threads: int | None = None, isa: str | None = None) 
     bias = _vector(bias, c, "bias", op, optional=True)
     y = np.empty_like(x)
     if rows:
-        _run(op, lambda o, e: _lib.pcn_bias_gelu(_ptr(x), c, _ptr_or_null(bias), _ptr(y), c, rows, c, o, e), threads, isa)
+        _run(
+            op, lambda o, e: _lib.pcn_bias_gelu(_ptr(x), c, _ptr_or_null(bias), _ptr(y), c, rows, c, o, e), threads, isa
+        )
     return y
 
 
@@ -407,7 +423,12 @@ def gate(a, s, bias=None, threads: int | None = None, isa: str | None = None) ->
     bias = _vector(bias, c, "bias", op, optional=True)
     y = np.empty_like(a)
     if rows:
-        _run(op, lambda o, e: _lib.pcn_gate(_ptr(a), c, _ptr_or_null(bias), _ptr(s), c, _ptr(y), c, rows, c, o, e), threads, isa)
+        _run(
+            op,
+            lambda o, e: _lib.pcn_gate(_ptr(a), c, _ptr_or_null(bias), _ptr(s), c, _ptr(y), c, rows, c, o, e),
+            threads,
+            isa,
+        )
     return y
 
 
@@ -421,7 +442,12 @@ def gelu_gate(h, bias=None, threads: int | None = None, isa: str | None = None) 
     bias = _vector(bias, c2, "bias", op, optional=True)
     y = np.empty(h.shape[:-1] + (c2 // 2,), np.float32)
     if rows:
-        _run(op, lambda o, e: _lib.pcn_gelu_gate(_ptr(h), c2, _ptr_or_null(bias), _ptr(y), c2 // 2, rows, c2 // 2, o, e), threads, isa)
+        _run(
+            op,
+            lambda o, e: _lib.pcn_gelu_gate(_ptr(h), c2, _ptr_or_null(bias), _ptr(y), c2 // 2, rows, c2 // 2, o, e),
+            threads,
+            isa,
+        )
     return y
 
 
@@ -432,12 +458,18 @@ def layer_norm_general(x, weight, eps: float = 1e-6, threads: int | None = None,
     weight = _vector(weight, c, "weight", op)
     y = np.empty_like(x)
     if rows:
-        _run(op, lambda o, e: _lib.pcn_layer_norm_general(_ptr(x), c, _ptr(weight), _ptr(y), c, rows, c, eps, o, e), threads, isa)
+        _run(
+            op,
+            lambda o, e: _lib.pcn_layer_norm_general(_ptr(x), c, _ptr(weight), _ptr(y), c, rows, c, eps, o, e),
+            threads,
+            isa,
+        )
     return y
 
 
-def residual_norm(x, branch, scale=None, weight=None, eps: float = 1e-6, threads: int | None = None,
-                  isa: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def residual_norm(
+    x, branch, scale=None, weight=None, eps: float = 1e-6, threads: int | None = None, isa: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Residual step and the next norm (clauses 8.3, 8.4, 4.1): returns (x * scale + branch,
     LayerNormGeneral(that) * weight or None without a weight). x, branch (..., C); scale,
     weight (C,) or None. x is not modified (the C call updates a copy in place)."""
@@ -451,9 +483,26 @@ def residual_norm(x, branch, scale=None, weight=None, eps: float = 1e-6, threads
     weight = _vector(weight, c, "weight", op, optional=True)
     y = np.empty_like(x) if weight is not None else None
     if rows:
-        _run(op, lambda o, e: _lib.pcn_residual_norm(
-            _ptr(x), c, _ptr_or_null(scale), _ptr(branch), c, _ptr_or_null(weight), _ptr_or_null(y), c, rows, c, eps, o, e),
-            threads, isa)
+        _run(
+            op,
+            lambda o, e: _lib.pcn_residual_norm(
+                _ptr(x),
+                c,
+                _ptr_or_null(scale),
+                _ptr(branch),
+                c,
+                _ptr_or_null(weight),
+                _ptr_or_null(y),
+                c,
+                rows,
+                c,
+                eps,
+                o,
+                e,
+            ),
+            threads,
+            isa,
+        )
     return x, y
 
 
@@ -465,13 +514,25 @@ def layer_norm(x, weight, bias, eps: float = 1e-6, threads: int | None = None, i
     bias = _vector(bias, c, "bias", op)
     y = np.empty_like(x)
     if rows:
-        _run(op, lambda o, e: _lib.pcn_layer_norm(_ptr(x), c, _ptr(weight), _ptr(bias), _ptr(y), c, rows, c, eps, o, e),
-             threads, isa)
+        _run(
+            op,
+            lambda o, e: _lib.pcn_layer_norm(_ptr(x), c, _ptr(weight), _ptr(bias), _ptr(y), c, rows, c, eps, o, e),
+            threads,
+            isa,
+        )
     return y
 
 
-def head(x, norm_weight, norm_bias, fc_weight, fc_bias=None, eps: float = 1e-6, threads: int | None = None,
-         isa: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def head(
+    x,
+    norm_weight,
+    norm_bias,
+    fc_weight,
+    fc_bias=None,
+    eps: float = 1e-6,
+    threads: int | None = None,
+    isa: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The head (clause 8.5): x NHWC (N, H, W, C) -> (features (N, C), logits (N, K)): mean over
     H and W, LayerNorm(norm_weight, norm_bias, eps), Linear with fc_weight (K, C) and fc_bias (K,)."""
     op = "head"
@@ -489,27 +550,73 @@ def head(x, norm_weight, norm_bias, fc_weight, fc_bias=None, eps: float = 1e-6, 
     fc_wt = np.ascontiguousarray(fc_weight.T)
     features, logits = np.empty((n, c), np.float32), np.empty((n, k), np.float32)
     if n:
-        _run(op, lambda o, e: _lib.pcn_head(
-            _ptr(x), n, h * w, c, _ptr(norm_weight), _ptr(norm_bias), eps, _ptr(fc_wt), _ptr_or_null(fc_bias), k,
-            _ptr(features), _ptr(logits), o, e), threads, isa)
+        _run(
+            op,
+            lambda o, e: _lib.pcn_head(
+                _ptr(x),
+                n,
+                h * w,
+                c,
+                _ptr(norm_weight),
+                _ptr(norm_bias),
+                eps,
+                _ptr(fc_wt),
+                _ptr_or_null(fc_bias),
+                k,
+                _ptr(features),
+                _ptr(logits),
+                o,
+                e,
+            ),
+            threads,
+            isa,
+        )
     return features, logits
 
 
-def im2col(x, kernel: int | Sequence[int], stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
-           layout: str = "NCHW", bias_column: bool = False, threads: int | None = None) -> np.ndarray:
+def im2col(
+    x,
+    kernel: int | Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    layout: str = "NCHW",
+    bias_column: bool = False,
+    threads: int | None = None,
+) -> np.ndarray:
     """Patches of a strided zero-padded convolution (clauses 3, 15): x (N, C, H, W) or (N, H, W, C)
     -> (N*OH*OW, KH*KW*C [+ 1]), columns ordered (c, ky, kx) for NCHW (PyTorch's weight order)
     and (ky, kx, c) for NHWC; with bias_column the last column is 1.0."""
     op = "im2col"
     lay = _layout(layout)
     x, n, c, h, w = _input(x, layout, op)
-    (kh, kw), (sh, sw), (ph, pw) = (_int_pair(v, name, op) for v, name in ((kernel, "kernel"), (stride, "stride"), (padding, "padding")))
-    oh, ow = (h + 2 * ph - kh) // sh + 1 if h + 2 * ph >= kh else 0, (w + 2 * pw - kw) // sw + 1 if w + 2 * pw >= kw else 0
+    (kh, kw), (sh, sw), (ph, pw) = (
+        _int_pair(v, name, op) for v, name in ((kernel, "kernel"), (stride, "stride"), (padding, "padding"))
+    )
+    oh, ow = (
+        (h + 2 * ph - kh) // sh + 1 if h + 2 * ph >= kh else 0,
+        (w + 2 * pw - kw) // sw + 1 if w + 2 * pw >= kw else 0,
+    )
     cols = np.empty((n * oh * ow, kh * kw * c + int(bool(bias_column))), np.float32)
     if n:
         err = _ffi.new("pcn_error *")
-        st = _lib.pcn_im2col(_ptr(x), _ptr(cols), n, c, h, w, kh, kw, sh, sw, ph, pw, lay, int(bool(bias_column)),
-                             _options(threads, None), err)
+        st = _lib.pcn_im2col(
+            _ptr(x),
+            _ptr(cols),
+            n,
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            lay,
+            int(bool(bias_column)),
+            _options(threads, None),
+            err,
+        )
         _check(st, err, op)
     return cols
 

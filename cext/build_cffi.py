@@ -129,7 +129,7 @@ def _probe_openmp() -> tuple[list[str], list[str]]:
                 objs = cc.compile([src], output_dir=tmp, extra_postargs=cflags)
                 cc.link_executable(objs, os.path.join(tmp, "omp_probe"), extra_postargs=lflags)
             return cflags, lflags
-        except Exception:  # noqa: BLE001 - any failure means "no OpenMP with this flag"
+        except Exception:
             continue
     return [], []
 

@@ -20,13 +20,13 @@ degree 9 approximating log(erfc); exp(r) = 1 + r + r^2 P(r), P of degree 4 on |r
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import erf as erf64
 from scipy.special import erfc as erfc64
 
-__all__ = ["CLAIMED_MAX_ULP", "SCALAR_MAX_ULP", "ulp_error", "measure", "fit"]
+__all__ = ["CLAIMED_MAX_ULP", "SCALAR_MAX_ULP", "fit", "measure", "ulp_error"]
 
 # The accuracy claimed for the SIMD ISAs, which use fused multiply-add (clause 15.3): measured
 # 1.086 ulp with AVX2 over every float32 in [0, 4] (worst near x = 1.06, where the exp branch
@@ -120,7 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "measure":
         worst, where = measure(args.stride, args.isa)
-        print(f"erf ({args.isa or 'best ISA'}): max {worst:.4f} ulp at x = {where!r} (every {args.stride}. float32 in [0, 4])")
+        print(
+            f"erf ({args.isa or 'best ISA'}): max {worst:.4f} ulp at x = {where!r} (every {args.stride}. "
+            "float32 in [0, 4])"
+        )
     else:
         names = {"A": "PCN_ERF_A", "B": "PCN_ERF_B", "E": "PCN_EXP_E"}
         for key, coefficients in fit().items():

@@ -52,8 +52,19 @@ class Case:
 def write_case(path: str, case: Case) -> None:
     has_bias = 1 if "bias" in case.arrays else 0
     head = HEADER.pack(
-        MAGIC, VERSION, BOM, OPS[case.op], LAYOUTS[case.layout], PATHS[case.path], has_bias,
-        *[int(d) for d in case.dims], int(case.n), float(case.c), float(case.u), len(case.arrays), 0,
+        MAGIC,
+        VERSION,
+        BOM,
+        OPS[case.op],
+        LAYOUTS[case.layout],
+        PATHS[case.path],
+        has_bias,
+        *[int(d) for d in case.dims],
+        int(case.n),
+        float(case.c),
+        float(case.u),
+        len(case.arrays),
+        0,
     )
     with open(path, "wb") as fh:
         fh.write(head)
@@ -120,9 +131,21 @@ def cases(seed: int = 20230101) -> list[tuple[str, Case]]:
             if b is not None:
                 arrays["bias"] = b
             arrays.update(expected=_to_layout(y, layout), magnitude=_to_layout(m, layout))
-            out.append((f"dwconv2d_{layout}_n{N}c{C}h{H}w{W}k{KH}x{KW}p{PH}x{PW}",
-                        Case("dwconv2d", layout, "auto", (N, C, H, W, KH, KW, PH, PW),
-                             KH * KW + (1 if bias else 0), c_factor, u, arrays)))
+            out.append(
+                (
+                    f"dwconv2d_{layout}_n{N}c{C}h{H}w{W}k{KH}x{KW}p{PH}x{PW}",
+                    Case(
+                        "dwconv2d",
+                        layout,
+                        "auto",
+                        (N, C, H, W, KH, KW, PH, PW),
+                        KH * KW + (1 if bias else 0),
+                        c_factor,
+                        u,
+                        arrays,
+                    ),
+                )
+            )
     sep_shapes = [  # N, C, H, W, KV, KW, parc paths
         (1, 3, 8, 8, 15, 15, ("separable", "dense", "auto")),
         (2, 5, 7, 12, 13, 5, ("separable", "dense")),
@@ -138,27 +161,54 @@ def cases(seed: int = 20230101) -> list[tuple[str, Case]]:
         oc_m = ref.oversized_conv(np.abs(x64), np.abs(kh64), np.abs(kw64))
         dims = (N, C, H, W, KV, KW, KV // 2, KW // 2)
         for layout in LAYOUTS:
-            arrays = {"x": _to_layout(x, layout), "k_h": kh, "k_w": kw,
-                      "expected": _to_layout(oc, layout), "magnitude": _to_layout(oc_m, layout)}
-            out.append((f"oversized_{layout}_n{N}c{C}h{H}w{W}k{KV}x{KW}",
-                        Case("oversized_conv", layout, "auto", dims, KV + KW, c_factor, u, arrays)))
+            arrays = {
+                "x": _to_layout(x, layout),
+                "k_h": kh,
+                "k_w": kw,
+                "expected": _to_layout(oc, layout),
+                "magnitude": _to_layout(oc_m, layout),
+            }
+            out.append(
+                (
+                    f"oversized_{layout}_n{N}c{C}h{H}w{W}k{KV}x{KW}",
+                    Case("oversized_conv", layout, "auto", dims, KV + KW, c_factor, u, arrays),
+                )
+            )
             if not paths:
                 continue
             y = oc + ref.depthwise_conv2d(x64, k764)
             m = oc_m + ref.depthwise_conv2d(np.abs(x64), np.abs(k764))
             for pth in paths:
-                arrays = {"x": _to_layout(x, layout), "k_h": kh, "k_w": kw, "k7": k7,
-                          "expected": _to_layout(y, layout), "magnitude": _to_layout(m, layout)}
-                out.append((f"parc_{layout}_{pth}_n{N}c{C}h{H}w{W}k{KV}x{KW}",
-                            Case("parc_spatial", layout, pth, dims, KV + KW + 49, c_factor, u, arrays)))
+                arrays = {
+                    "x": _to_layout(x, layout),
+                    "k_h": kh,
+                    "k_w": kw,
+                    "k7": k7,
+                    "expected": _to_layout(y, layout),
+                    "magnitude": _to_layout(m, layout),
+                }
+                out.append(
+                    (
+                        f"parc_{layout}_{pth}_n{N}c{C}h{H}w{W}k{KV}x{KW}",
+                        Case("parc_spatial", layout, pth, dims, KV + KW + 49, c_factor, u, arrays),
+                    )
+                )
     for C, KV, KW in [(3, 13, 9), (4, 3, 5), (2, 7, 7)]:
         kh, kw, k7 = _f32(rng, C, 1, KV, 1), _f32(rng, C, 1, 1, KW), _f32(rng, C, 1, 7, 7)
         kh64, kw64, k764 = (a.astype(np.float64) for a in (kh, kw, k7))
-        arrays = {"k_h": kh, "k_w": kw, "k7": k7,
-                  "expected": ref.reparameterize(kh64, kw64, k764),
-                  "magnitude": ref.reparameterize(np.abs(kh64), np.abs(kw64), np.abs(k764))}
-        out.append((f"reparam_c{C}k{KV}x{KW}",
-                    Case("reparameterize", "NCHW", "auto", (0, C, 0, 0, KV, KW, 0, 0), 2, c_factor, u, arrays)))
+        arrays = {
+            "k_h": kh,
+            "k_w": kw,
+            "k7": k7,
+            "expected": ref.reparameterize(kh64, kw64, k764),
+            "magnitude": ref.reparameterize(np.abs(kh64), np.abs(kw64), np.abs(k764)),
+        }
+        out.append(
+            (
+                f"reparam_c{C}k{KV}x{KW}",
+                Case("reparameterize", "NCHW", "auto", (0, C, 0, 0, KV, KW, 0, 0), 2, c_factor, u, arrays),
+            )
+        )
     return out
 
 

@@ -40,7 +40,11 @@ class CextBackend:
         self.dtype = np.dtype(np.float32)
 
     def info(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {"implementation": "parcnetv2.cext (C kernels)", "layout": self.layout, "parcnetv2": __version__}
+        facts: dict[str, Any] = {
+            "implementation": "parcnetv2.cext (C kernels)",
+            "layout": self.layout,
+            "parcnetv2": __version__,
+        }
         for attribute in ("version", "build_info"):
             value = getattr(self._cext, attribute, None)
             facts[attribute] = value() if callable(value) else value
@@ -56,7 +60,9 @@ class CextBackend:
     @staticmethod
     def _fixed_mode(interpolate: Any) -> None:
         if interpolate is not False:
-            raise Unsupported("the C library has the fixed-kernel mode only (clause 5.1), not the interpolated modes (5.2, 5.3)")
+            raise Unsupported(
+                "the C library has the fixed-kernel mode only (clause 5.1), not the interpolated modes (5.2, 5.3)"
+            )
 
     def depthwise_conv2d(self, x, weight, bias=None, padding=None):
         return self._out(self._cext.dwconv2d(self._in(x), weight, bias, padding=padding, layout=self.layout))

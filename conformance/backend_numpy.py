@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -119,7 +120,7 @@ class ReferenceBackend:
     def parameter_shapes(self, config):
         return self._call("parameter_shapes", config)
 
-    def model(self, config, state_dict) -> "_ReferenceModel":
+    def model(self, config, state_dict) -> _ReferenceModel:
         return _ReferenceModel(self, Model(config, state_dict))
 
 

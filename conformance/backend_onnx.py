@@ -14,8 +14,9 @@ import hashlib
 import io
 import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -41,8 +42,13 @@ def export(module: nn.Module, x: np.ndarray) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (torch.from_numpy(np.ascontiguousarray(x)),), buffer, dynamo=False,
-            opset_version=OPSET, input_names=["x"], output_names=["y"],
+            module,
+            (torch.from_numpy(np.ascontiguousarray(x)),),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["x"],
+            output_names=["y"],
         )
     return onnx.load_from_string(buffer.getvalue())
 
@@ -68,7 +74,7 @@ class OnnxBackend(TorchBackend):
 
     def info(self) -> dict[str, Any]:
         return {
-            "implementation": "parcnetv2.conformance.torch_model exported to ONNX",
+            "implementation": "parcnetv2.pytorch.model exported to ONNX",
             "exporter": _EXPORTER,
             "opset": OPSET,
             "onnx": onnx.__version__,
@@ -105,16 +111,23 @@ class OnnxBackend(TorchBackend):
 
     def token_mixer(self, params, x, *, interpolate, local_padding, reparameterized=False):
         _reject_interpolate_true(interpolate)
-        return super().token_mixer(params, x, interpolate=interpolate, local_padding=local_padding, reparameterized=reparameterized)
+        return super().token_mixer(
+            params, x, interpolate=interpolate, local_padding=local_padding, reparameterized=reparameterized
+        )
 
     def block(self, params, x, *, res_scale, eps, interpolate, local_padding, reparameterized=False):
         _reject_interpolate_true(interpolate)
         return super().block(
-            params, x, res_scale=res_scale, eps=eps, interpolate=interpolate,
-            local_padding=local_padding, reparameterized=reparameterized,
+            params,
+            x,
+            res_scale=res_scale,
+            eps=eps,
+            interpolate=interpolate,
+            local_padding=local_padding,
+            reparameterized=reparameterized,
         )
 
-    def model(self, config: Config, state_dict: Mapping[str, np.ndarray]) -> "_ExportingModel":
+    def model(self, config: Config, state_dict: Mapping[str, np.ndarray]) -> _ExportingModel:
         _reject_interpolate_true(config.interpolate)
         return _ExportingModel(super().model(config, state_dict).module, module_names(config))
 
@@ -176,7 +189,9 @@ class OnnxFileBackend:
     def initializers(self) -> dict[str, np.ndarray]:
         """Initializers stored under official parameter names (the exporter keeps most)."""
         return {
-            i.name: onnx.numpy_helper.to_array(i) for i in self.proto.graph.initializer if i.name in self.fixed_state_dict
+            i.name: onnx.numpy_helper.to_array(i)
+            for i in self.proto.graph.initializer
+            if i.name in self.fixed_state_dict
         }
 
     def parameter_shapes(self, config: Config) -> dict[str, tuple[int, ...]]:

@@ -1,7 +1,7 @@
 """The built-in ``torch`` and ``torch-cuda`` backends and user models given by a factory
 (spec clause 14.3, 14.6).
 
-``TorchBackend`` runs the project's PyTorch model (``parcnetv2.conformance.torch_model``): every
+``TorchBackend`` runs the project's PyTorch model (``parcnetv2.pytorch.model``): every
 protocol operation is one of its modules (or a functional layer) with the given weights, run on
 CPU or a CUDA device. ``TorchModuleBackend`` wraps a user's ``factory(variant) -> nn.Module``
 (``--backend torch --model package.module:factory``): it provides whole models of the official
@@ -12,16 +12,17 @@ Shape legend: N, C, H, W, K. Layouts are the official ones (clause 1.2).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from parcnetv2 import __version__
-from parcnetv2.conformance import torch_model as tm
 from parcnetv2.conformance.protocol import BackendUnavailable, Unsupported
 from parcnetv2.errors import WeightsError
+from parcnetv2.pytorch import model as tm
 from parcnetv2.reference.architecture import Config, components
 from parcnetv2.spec import architecture_defaults
 
@@ -61,7 +62,7 @@ class TorchBackend:
 
     def info(self) -> dict[str, Any]:
         return {
-            "implementation": "parcnetv2.conformance.torch_model",
+            "implementation": "parcnetv2.pytorch.model",
             "torch": torch.__version__,
             "device": str(self.device),
             "threads": torch.get_num_threads(),
@@ -111,9 +112,13 @@ class TorchBackend:
 
     def resize_kernel(self, kernel, size):
         channels, length = kernel.shape
-        module = self._load(tm.OversizeConv2d(channels, length, True), {
-            "conv_h.weight": kernel[:, None, :, None], "conv_w.weight": kernel[:, None, None, :],
-        })
+        module = self._load(
+            tm.OversizeConv2d(channels, length, True),
+            {
+                "conv_h.weight": kernel[:, None, :, None],
+                "conv_w.weight": kernel[:, None, None, :],
+            },
+        )
         return module.resized_kernels(size, 1)[0][:, 0, :, 0].detach().cpu().numpy()
 
     def reparameterize(self, k_h, k_w, k7):
@@ -166,10 +171,18 @@ class TorchBackend:
 
     def token_mixer(self, params, x, *, interpolate, local_padding, reparameterized=False):
         if reparameterized:
-            raise Unsupported("the torch model has no reparameterized token mixer (clause 7.2 is checked on parc_spatial)")
+            raise Unsupported(
+                "the torch model has no reparameterized token mixer (clause 7.2 is checked on parc_spatial)"
+            )
         channels, kernel = params["pwconv1.weight"].shape[1], params["dwconv1.conv_h.weight"].shape[2]
         expansion = params["pwconv1.weight"].shape[0] // channels
-        module = tm.ParC_V2(channels, kernel, expansion_ratio=expansion, local_kernel_size=2 * local_padding + 1, interpolate=interpolate)
+        module = tm.ParC_V2(
+            channels,
+            kernel,
+            expansion_ratio=expansion,
+            local_kernel_size=2 * local_padding + 1,
+            interpolate=interpolate,
+        )
         return self._run(self._load(module, params), x)
 
     def bgu(self, params, x):
@@ -196,8 +209,11 @@ class TorchBackend:
 
     def _network(self, config: Config) -> nn.Module:
         return tm.ParCNetV2(
-            config.depths, config.dims, num_classes=config.num_classes,
-            global_kernel_sizes=config.global_kernel_sizes, interpolate=config.interpolate,
+            config.depths,
+            config.dims,
+            num_classes=config.num_classes,
+            global_kernel_sizes=config.global_kernel_sizes,
+            interpolate=config.interpolate,
         )
 
     def parameter_shapes(self, config: Config) -> dict[str, tuple[int, ...]]:
@@ -205,7 +221,7 @@ class TorchBackend:
             network = self._network(config)
         return {name: tuple(t.shape) for name, t in network.state_dict().items()}
 
-    def model(self, config: Config, state_dict: Mapping[str, np.ndarray]) -> "TorchModel":
+    def model(self, config: Config, state_dict: Mapping[str, np.ndarray]) -> TorchModel:
         with torch.device("meta"):
             network = self._network(config)
         network = network.to_empty(device=self.device)
@@ -296,7 +312,9 @@ class TorchModuleBackend:
         if config.variant not in self._built:
             module = self._factory(config.variant)
             if not isinstance(module, nn.Module):
-                raise WeightsError(f"{self.label}({config.variant!r}) returned {type(module).__name__}, not an nn.Module")
+                raise WeightsError(
+                    f"{self.label}({config.variant!r}) returned {type(module).__name__}, not an nn.Module"
+                )
             self._built[config.variant] = module.to(self.device).eval()
         return self._built[config.variant]
 
@@ -311,7 +329,9 @@ class TorchModuleBackend:
             module.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
             detail = " ".join(str(exc).split())
-            raise WeightsError(f"{self.label}({config.variant!r}) does not load the official weights strictly: {detail}") from None
+            raise WeightsError(
+                f"{self.label}({config.variant!r}) does not load the official weights strictly: {detail}"
+            ) from None
         return TorchModel(module, module_names(config), self.device)
 
 

@@ -18,7 +18,8 @@ Shape legend: N, C, H, W, K.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -27,12 +28,37 @@ from parcnetv2.reference.architecture import Config, parameter_shapes
 from parcnetv2.spec import architecture_defaults
 
 __all__ = [
-    "CHANNELS", "EVEN_CHANNELS", "random_weights", "rounded",
-    "Case", "SpatialCase", "DepthwiseCase", "ResizeCase", "NormCase", "GeluCase", "DenseCase",
-    "MixerCase", "BguCase", "BlockCase", "DownsamplingCase", "ModelCase",
-    "spatial_cases", "depthwise_cases", "resize_cases", "norm_cases", "gelu_cases", "conv_cases",
-    "pointwise_cases", "linear_cases", "mixer_cases", "bgu_cases", "block_cases",
-    "downsampling_cases", "model_cases", "config_cases", "stage_sizes",
+    "CHANNELS",
+    "EVEN_CHANNELS",
+    "BguCase",
+    "BlockCase",
+    "Case",
+    "DenseCase",
+    "DepthwiseCase",
+    "DownsamplingCase",
+    "GeluCase",
+    "MixerCase",
+    "ModelCase",
+    "NormCase",
+    "ResizeCase",
+    "SpatialCase",
+    "bgu_cases",
+    "block_cases",
+    "config_cases",
+    "conv_cases",
+    "depthwise_cases",
+    "downsampling_cases",
+    "gelu_cases",
+    "linear_cases",
+    "mixer_cases",
+    "model_cases",
+    "norm_cases",
+    "pointwise_cases",
+    "random_weights",
+    "resize_cases",
+    "rounded",
+    "spatial_cases",
+    "stage_sizes",
 ]
 
 # Odd, prime and SIMD-tile-edge counts (4/8/16 lanes) where a component allows any C; the BGU and
@@ -138,10 +164,14 @@ class SpatialCase(Case):
         rng = self.rng()
         c, k = self.channels, self.kernel
         local = architecture_defaults()["local_kernel_size"]
-        params = random_weights({
-            "dwconv1.conv_h.weight": (c, 1, k, 1), "dwconv1.conv_w.weight": (c, 1, 1, k),
-            "dwconv2.weight": (c, 1, local, local),
-        }, rng)
+        params = random_weights(
+            {
+                "dwconv1.conv_h.weight": (c, 1, k, 1),
+                "dwconv1.conv_w.weight": (c, 1, 1, k),
+                "dwconv2.weight": (c, 1, local, local),
+            },
+            rng,
+        )
         x = self.input(rng, (self.batch, c, self.height, self.width))
         return x.astype(dtype), rounded(params, dtype)
 
@@ -152,8 +182,15 @@ def spatial_cases(draw, max_size: int = 12, fixed_only: bool = False) -> Spatial
     kernel, mode = draw(_kernel_for(h, w))
     interpolate = False if fixed_only else draw(_interpolate_for(h, w))
     return SpatialCase(
-        seed=draw(_SEEDS), scale=draw(_scale()), batch=draw(_BATCH), channels=draw(st.sampled_from(CHANNELS)),
-        height=h, width=w, kernel=kernel, kernel_mode=mode, interpolate=interpolate,
+        seed=draw(_SEEDS),
+        scale=draw(_scale()),
+        batch=draw(_BATCH),
+        channels=draw(st.sampled_from(CHANNELS)),
+        height=h,
+        width=w,
+        kernel=kernel,
+        kernel_mode=mode,
+        interpolate=interpolate,
     )
 
 
@@ -183,8 +220,15 @@ class DepthwiseCase(Case):
 def depthwise_cases(draw, max_size: int = 12) -> DepthwiseCase:
     h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
     return DepthwiseCase(
-        seed=draw(_SEEDS), scale=draw(_scale()), batch=draw(_BATCH), channels=draw(st.sampled_from(CHANNELS)),
-        height=h, width=w, kernel_h=draw(_odd(1, 2 * h + 3)), kernel_w=draw(_odd(1, 2 * w + 3)), bias=draw(st.booleans()),
+        seed=draw(_SEEDS),
+        scale=draw(_scale()),
+        batch=draw(_BATCH),
+        channels=draw(st.sampled_from(CHANNELS)),
+        height=h,
+        width=w,
+        kernel_h=draw(_odd(1, 2 * h + 3)),
+        kernel_w=draw(_odd(1, 2 * w + 3)),
+        bias=draw(st.booleans()),
     )
 
 
@@ -204,8 +248,11 @@ class ResizeCase(Case):
 @st.composite
 def resize_cases(draw) -> ResizeCase:
     return ResizeCase(
-        seed=draw(_SEEDS), scale=draw(_scale(-2, 1)), channels=draw(st.sampled_from(CHANNELS)),
-        length=draw(_odd(1, 31)), size=draw(st.integers(1, 40)),
+        seed=draw(_SEEDS),
+        scale=draw(_scale(-2, 1)),
+        channels=draw(st.sampled_from(CHANNELS)),
+        length=draw(_odd(1, 31)),
+        size=draw(st.integers(1, 40)),
     )
 
 
@@ -231,7 +278,9 @@ def norm_cases(draw) -> NormCase:
     c = draw(st.sampled_from(CHANNELS + (64, 65)))
     lead = draw(st.sampled_from([(draw(_BATCH),), (draw(_BATCH), draw(st.integers(1, 6)), draw(st.integers(1, 6)))]))
     return NormCase(
-        seed=draw(_SEEDS), scale=draw(_scale(-4, 2)), shape=lead + (c,),
+        seed=draw(_SEEDS),
+        scale=draw(_scale(-4, 2)),
+        shape=lead + (c,),
         offset=draw(st.sampled_from([0.0, 0.0, 1.0, -3.0, 30.0])),
     )
 
@@ -283,10 +332,18 @@ class DenseCase(Case):
 
 def _dense(draw, kind: str, kernel: int, stride: int, padding: int) -> DenseCase:
     return DenseCase(
-        seed=draw(_SEEDS), scale=draw(_scale()), batch=draw(_BATCH), cin=draw(st.sampled_from(CHANNELS)),
-        cout=draw(st.sampled_from(CHANNELS)), height=draw(st.integers(kernel - 2 * padding if kernel > 2 * padding else 1, 14)),
-        width=draw(st.integers(kernel - 2 * padding if kernel > 2 * padding else 1, 14)), kernel=kernel, stride=stride,
-        padding=padding, bias=draw(st.booleans()), kind=kind,
+        seed=draw(_SEEDS),
+        scale=draw(_scale()),
+        batch=draw(_BATCH),
+        cin=draw(st.sampled_from(CHANNELS)),
+        cout=draw(st.sampled_from(CHANNELS)),
+        height=draw(st.integers(kernel - 2 * padding if kernel > 2 * padding else 1, 14)),
+        width=draw(st.integers(kernel - 2 * padding if kernel > 2 * padding else 1, 14)),
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        bias=draw(st.booleans()),
+        kind=kind,
     )
 
 
@@ -313,9 +370,12 @@ def _mixer_shapes(channels: int, kernel: int, prefix: str = "") -> dict[str, tup
     med, local = d["expansion_ratio"] * channels, d["local_kernel_size"]
     half = med // 2
     return {
-        f"{prefix}pwconv1.weight": (med, channels, 1, 1), f"{prefix}pwconv1.bias": (med,),
-        f"{prefix}dwconv1.conv_h.weight": (half, 1, kernel, 1), f"{prefix}dwconv1.conv_w.weight": (half, 1, 1, kernel),
-        f"{prefix}dwconv2.weight": (half, 1, local, local), f"{prefix}pwconv2.weight": (channels, half, 1, 1),
+        f"{prefix}pwconv1.weight": (med, channels, 1, 1),
+        f"{prefix}pwconv1.bias": (med,),
+        f"{prefix}dwconv1.conv_h.weight": (half, 1, kernel, 1),
+        f"{prefix}dwconv1.conv_w.weight": (half, 1, 1, kernel),
+        f"{prefix}dwconv2.weight": (half, 1, local, local),
+        f"{prefix}pwconv2.weight": (channels, half, 1, 1),
     }
 
 
@@ -343,8 +403,15 @@ def mixer_cases(draw, max_size: int = 10) -> MixerCase:
     h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
     kernel, mode = draw(_kernel_for(h, w))
     return MixerCase(
-        seed=draw(_SEEDS), scale=draw(_scale()), batch=draw(_BATCH), channels=draw(st.sampled_from(CHANNELS)),
-        height=h, width=w, kernel=kernel, kernel_mode=mode, interpolate=draw(_interpolate_for(h, w)),
+        seed=draw(_SEEDS),
+        scale=draw(_scale()),
+        batch=draw(_BATCH),
+        channels=draw(st.sampled_from(CHANNELS)),
+        height=h,
+        width=w,
+        kernel=kernel,
+        kernel_mode=mode,
+        interpolate=draw(_interpolate_for(h, w)),
     )
 
 
@@ -382,7 +449,14 @@ class BlockCase(MixerCase):
         shapes = {"norm1.weight": (c,), **_mixer_shapes(c, self.kernel, "token_mixer.")}
         if self.res_scale:
             shapes["res_scale1.scale"] = (c,)
-        shapes.update({"norm2.weight": (c,), "mlp.fc1.weight": (hidden, c), "mlp.fc1.bias": (hidden,), "mlp.fc2.weight": (c, hidden // 2)})
+        shapes.update(
+            {
+                "norm2.weight": (c,),
+                "mlp.fc1.weight": (hidden, c),
+                "mlp.fc1.bias": (hidden,),
+                "mlp.fc2.weight": (c, hidden // 2),
+            }
+        )
         if self.res_scale:
             shapes["res_scale2.scale"] = (c,)
         params = random_weights(shapes, rng)
@@ -395,8 +469,15 @@ def block_cases(draw, max_size: int = 10) -> BlockCase:
     h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
     kernel, mode = draw(_kernel_for(h, w))
     return BlockCase(
-        seed=draw(_SEEDS), scale=draw(_scale()), batch=draw(_BATCH), channels=draw(st.sampled_from(EVEN_CHANNELS)),
-        height=h, width=w, kernel=kernel, kernel_mode=mode, interpolate=draw(_interpolate_for(h, w)),
+        seed=draw(_SEEDS),
+        scale=draw(_scale()),
+        batch=draw(_BATCH),
+        channels=draw(st.sampled_from(EVEN_CHANNELS)),
+        height=h,
+        width=w,
+        kernel=kernel,
+        kernel_mode=mode,
+        interpolate=draw(_interpolate_for(h, w)),
         res_scale=draw(st.booleans()),
     )
 
@@ -421,7 +502,11 @@ class DownsamplingCase(Case):
         shapes = {"conv.weight": (self.cout, self.cin, k, k), "conv.bias": (self.cout,)}
         shapes["post_norm.weight" if self.stem else "pre_norm.weight"] = (self.cout if self.stem else self.cin,)
         params = random_weights(shapes, rng)
-        layout = (self.batch, self.cin, self.height, self.width) if self.stem else (self.batch, self.height, self.width, self.cin)
+        layout = (
+            (self.batch, self.cin, self.height, self.width)
+            if self.stem
+            else (self.batch, self.height, self.width, self.cin)
+        )
         return self.input(rng, layout).astype(dtype), rounded(params, dtype)
 
 
@@ -430,9 +515,14 @@ def downsampling_cases(draw) -> DownsamplingCase:
     stem = draw(st.booleans())
     low = 3 if stem else 1
     return DownsamplingCase(
-        seed=draw(_SEEDS), scale=draw(_scale()), batch=draw(_BATCH), stem=stem,
+        seed=draw(_SEEDS),
+        scale=draw(_scale()),
+        batch=draw(_BATCH),
+        stem=stem,
         cin=architecture_defaults()["in_chans"] if stem else draw(st.sampled_from(EVEN_CHANNELS)),
-        cout=draw(st.sampled_from(EVEN_CHANNELS)), height=draw(st.integers(low, 20)), width=draw(st.integers(low, 20)),
+        cout=draw(st.sampled_from(EVEN_CHANNELS)),
+        height=draw(st.integers(low, 20)),
+        width=draw(st.integers(low, 20)),
     )
 
 
@@ -491,9 +581,14 @@ def model_cases(draw, max_image: int = 64) -> ModelCase:
     height, width = draw(st.integers(3, max_image)), draw(st.integers(3, max_image))
     kernels = tuple(draw(_kernel_for(h, w))[0] for h, w in stage_sizes(height, width, stages))
     return ModelCase(
-        seed=draw(_SEEDS), scale=draw(_scale(-1, 1)),
+        seed=draw(_SEEDS),
+        scale=draw(_scale(-1, 1)),
         depths=tuple(draw(st.lists(st.integers(0, 2), min_size=stages, max_size=stages))),
         dims=tuple(draw(st.lists(st.sampled_from(EVEN_CHANNELS), min_size=stages, max_size=stages))),
-        kernels=kernels, num_classes=draw(st.integers(1, 12)),
-        interpolate=draw(st.sampled_from([False, False, True, 5])), batch=draw(_BATCH), height=height, width=width,
+        kernels=kernels,
+        num_classes=draw(st.integers(1, 12)),
+        interpolate=draw(st.sampled_from([False, False, True, 5])),
+        batch=draw(_BATCH),
+        height=height,
+        width=width,
     )

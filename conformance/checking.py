@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 import shlex
 from collections import Counter
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import hypothesis
 import hypothesis.errors
@@ -26,7 +27,7 @@ from parcnetv2.conformance.error_bounds import Bounded
 from parcnetv2.conformance.protocol import Unsupported, provides
 from parcnetv2.spec.tolerance import compare, propagated_bound
 
-__all__ = ["Checker", "as_float64", "NotProvided"]
+__all__ = ["Checker", "NotProvided", "as_float64"]
 
 _BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([^']+)'\)")
 
@@ -127,8 +128,13 @@ class Checker:
                 return
 
         settings = hypothesis.settings(
-            max_examples=profile.examples(kind), deadline=None, database=None, derandomize=False,
-            print_blob=True, phases=phases, report_multiple_bugs=False,
+            max_examples=profile.examples(kind),
+            deadline=None,
+            database=None,
+            derandomize=False,
+            print_blob=True,
+            phases=phases,
+            report_multiple_bugs=False,
             suppress_health_check=list(HealthCheck),
         )
         prop = hypothesis.seed(self.harness.seed)(settings(hypothesis.given(case=strategy)(body)))
@@ -136,7 +142,7 @@ class Checker:
             prop = hypothesis.reproduce_failure(hypothesis.__version__, self.harness.reproduce_blob.encode())(prop)
         try:
             prop()
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one reported assertion
+        except Exception as exc:
             raise AssertionError(self._final_message(exc)) from None
         self.skip_if_nothing_provided()
 
@@ -163,7 +169,7 @@ class Checker:
             check()
         except NotProvided:
             pass
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one reported assertion
+        except Exception as exc:
             raise AssertionError(self._final_message(exc)) from None
         self.skip_if_nothing_provided()
 

@@ -16,8 +16,9 @@ ones (clause 1.2): the stem reads NCHW, blocks and norms NHWC, convolutions NCHW
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 import numpy as np
 from scipy.special import erf
@@ -44,16 +45,16 @@ class Bounded:
     def shape(self) -> tuple[int, ...]:
         return self.value.shape
 
-    def transpose(self, *axes: int) -> "Bounded":
+    def transpose(self, *axes: int) -> Bounded:
         return Bounded(self.value.transpose(*axes), self.error.transpose(*axes))
 
-    def __getitem__(self, index: Any) -> "Bounded":
+    def __getitem__(self, index: Any) -> Bounded:
         return Bounded(self.value[index], self.error[index])
 
 
 # A callback receiving (official module name, its input, its output) during a bounded forward
 # pass, children before their parents, in execution order.
-Trace = Optional[Callable[[str, Bounded, Bounded], None]]
+Trace = Callable[[str, Bounded, Bounded], None] | None
 
 
 def exact(x: Any) -> Bounded:
@@ -131,9 +132,9 @@ class BoundedReference:
         g = self.gamma(min(kh, x.shape[2]) * min(kw, x.shape[3]) + (bias is not None))
         value = R.depthwise_conv2d(x.value, weight, bias, padding)
         bound_bias = None if bias is None else g * _abs(bias)
-        error = _quadrature(lambda e2: R.depthwise_conv2d(e2, _sq(weight), None, padding), x.error) + R.depthwise_conv2d(
-            g * np.abs(x.value), _abs(weight), bound_bias, padding
-        )
+        error = _quadrature(
+            lambda e2: R.depthwise_conv2d(e2, _sq(weight), None, padding), x.error
+        ) + R.depthwise_conv2d(g * np.abs(x.value), _abs(weight), bound_bias, padding)
         return Bounded(value, error)
 
     def pointwise_conv2d(self, x: Bounded, weight, bias=None) -> Bounded:
@@ -151,7 +152,9 @@ class BoundedReference:
         g = self.gamma(np.shape(weight)[1] + (bias is not None))
         value = R.linear(x.value, weight, bias)
         bound_bias = None if bias is None else g * _abs(bias)
-        error = _quadrature(lambda e2: R.linear(e2, _sq(weight)), x.error) + R.linear(g * np.abs(x.value), _abs(weight), bound_bias)
+        error = _quadrature(lambda e2: R.linear(e2, _sq(weight)), x.error) + R.linear(
+            g * np.abs(x.value), _abs(weight), bound_bias
+        )
         return Bounded(value, error)
 
     def resize_kernel(self, kernel, size: int) -> Bounded:
@@ -173,7 +176,9 @@ class BoundedReference:
 
     def _instance_kernels(self, k_h, k_w, height: int, width: int, interpolate) -> tuple[Bounded, Bounded]:
         """The (possibly resized) 1-D kernels an H x W input uses, with their errors (clause 5)."""
-        kh, kw, _, _ = instance_kernels(np.asarray(k_h, np.float64), np.asarray(k_w, np.float64), height, width, interpolate)
+        kh, kw, _, _ = instance_kernels(
+            np.asarray(k_h, np.float64), np.asarray(k_w, np.float64), height, width, interpolate
+        )
         if interpolate is False or interpolate is None:
             return exact(kh), exact(kw)
         return self.resize_kernel(k_h[:, 0, :, 0], kh.shape[-1]), self.resize_kernel(k_w[:, 0, 0, :], kw.shape[-1])
@@ -211,14 +216,16 @@ class BoundedReference:
         h, w = x.shape[2:]
         k7 = params["dwconv2.weight"]
         local = np.shape(k7)[2]
-        kh, kw = self._instance_kernels(params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], h, w, interpolate)
+        kh, kw = self._instance_kernels(
+            params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], h, w, interpolate
+        )
         n = (min(max(kh.shape[-1], local), h) + 2) * (min(max(kw.shape[-1], local), w) + 2)
         g = self.gamma(n)
         value = R.parc_spatial(params, x.value, interpolate=interpolate, local_padding=local_padding)
         pad = (local_padding, local_padding)
-        local_error = _quadrature(lambda e2: R.depthwise_conv2d(e2, _sq(k7), padding=pad), x.error) + R.depthwise_conv2d(
-            g * np.abs(x.value), _abs(k7), padding=pad
-        )
+        local_error = _quadrature(
+            lambda e2: R.depthwise_conv2d(e2, _sq(k7), padding=pad), x.error
+        ) + R.depthwise_conv2d(g * np.abs(x.value), _abs(k7), padding=pad)
         return Bounded(value, self._separable_error(x, kh, kw, g) + local_error)
 
     def parc_spatial_reparameterized(self, params: Params, x: Bounded, *, interpolate, local_padding: int) -> Bounded:
@@ -316,8 +323,15 @@ class BoundedReference:
     # ---- components (clause 11.9): the official structure, composed from the rules above -----
 
     def token_mixer(
-        self, params: Params, x: Bounded, *, interpolate, local_padding: int,
-        reparameterized: bool = False, trace: Trace = None, prefix: str = "",
+        self,
+        params: Params,
+        x: Bounded,
+        *,
+        interpolate,
+        local_padding: int,
+        reparameterized: bool = False,
+        trace: Trace = None,
+        prefix: str = "",
     ) -> Bounded:
         """Token mixer (clause 8.1), NHWC (N, H, W, C) in and out. ``reparameterized`` does not
         change the value or the bound (clause 7.2); ``trace`` receives the sub-module outputs."""
@@ -331,7 +345,9 @@ class BoundedReference:
             if interpolate is False:  # the modules conv_h, conv_w run only in the fixed mode (clause 5.5)
                 vertical = self.depthwise_conv2d(act, k_h, padding=(np.shape(k_h)[2] // 2, 0))
                 record("dwconv1.conv_h", act, vertical)
-                record("dwconv1.conv_w", vertical, self.depthwise_conv2d(vertical, k_w, padding=(0, np.shape(k_w)[3] // 2)))
+                record(
+                    "dwconv1.conv_w", vertical, self.depthwise_conv2d(vertical, k_w, padding=(0, np.shape(k_w)[3] // 2))
+                )
             record("dwconv1", act, self.oversized_conv(act, k_h, k_w, interpolate))
             record("dwconv2", act, self.depthwise_conv2d(act, k7, padding=(local_padding, local_padding)))
         spatial = self.parc_spatial(params, act, interpolate=interpolate, local_padding=local_padding)
@@ -347,24 +363,45 @@ class BoundedReference:
         return record("fc2", gated, self.linear(gated, params["fc2.weight"]))
 
     def block(
-        self, params: Params, x: Bounded, *, res_scale: bool, eps: float, interpolate,
-        local_padding: int, reparameterized: bool = False, trace: Trace = None, prefix: str = "",
+        self,
+        params: Params,
+        x: Bounded,
+        *,
+        res_scale: bool,
+        eps: float,
+        interpolate,
+        local_padding: int,
+        reparameterized: bool = False,
+        trace: Trace = None,
+        prefix: str = "",
     ) -> Bounded:
         """Block (clause 8.4), NHWC in and out."""
         record = _recorder(trace, prefix)
         normed = record("norm1", x, self.layer_norm_general(x, params["norm1.weight"], eps))
-        mixed = record("token_mixer", normed, self.token_mixer(
-            subtree(params, "token_mixer"), normed, interpolate=interpolate, local_padding=local_padding,
-            trace=trace, prefix=_join(prefix, "token_mixer"),
-        ))
+        mixed = record(
+            "token_mixer",
+            normed,
+            self.token_mixer(
+                subtree(params, "token_mixer"),
+                normed,
+                interpolate=interpolate,
+                local_padding=local_padding,
+                trace=trace,
+                prefix=_join(prefix, "token_mixer"),
+            ),
+        )
         residual = record("res_scale1", x, self.scale(subtree(params, "res_scale1"), x)) if res_scale else x
         x = self.add(residual, mixed)
         normed = record("norm2", x, self.layer_norm_general(x, params["norm2.weight"], eps))
-        gated = record("mlp", normed, self.bgu(subtree(params, "mlp"), normed, trace=trace, prefix=_join(prefix, "mlp")))
+        gated = record(
+            "mlp", normed, self.bgu(subtree(params, "mlp"), normed, trace=trace, prefix=_join(prefix, "mlp"))
+        )
         residual = record("res_scale2", x, self.scale(subtree(params, "res_scale2"), x)) if res_scale else x
         return self.add(residual, gated)
 
-    def stage(self, params: Params, x: Bounded, *, depth: int, trace: Trace = None, prefix: str = "", **settings) -> Bounded:
+    def stage(
+        self, params: Params, x: Bounded, *, depth: int, trace: Trace = None, prefix: str = "", **settings
+    ) -> Bounded:
         """``depth`` blocks in sequence (clause 8.4), NHWC in and out."""
         for j in range(depth):
             name = _join(prefix, str(j))
@@ -375,8 +412,16 @@ class BoundedReference:
         return x
 
     def downsampling(
-        self, params: Params, x: Bounded, *, stride: int, padding: int, stem: bool, eps: float,
-        trace: Trace = None, prefix: str = "",
+        self,
+        params: Params,
+        x: Bounded,
+        *,
+        stride: int,
+        padding: int,
+        stem: bool,
+        eps: float,
+        trace: Trace = None,
+        prefix: str = "",
     ) -> Bounded:
         """Stem (NCHW in) or downsampling layer (NHWC in), clause 3; NHWC out."""
         record = _recorder(trace, prefix)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Profile", "load_profile", "profile_names", "Target", "ModelRun", "Harness", "IMAGE_SIZE"]
+__all__ = ["IMAGE_SIZE", "Harness", "ModelRun", "Profile", "Target", "load_profile", "profile_names"]
 
 IMAGE_SIZE = 224  # the resolution whose feature maps the official kernels fit, K = 2H - 1 (clause 5.1)
 _PROFILES = "profiles.toml"
@@ -99,9 +100,18 @@ class Harness:
     """Session state shared by the tests through the ``conformance`` fixture."""
 
     def __init__(
-        self, *, spec: str, backend: Any, unavailable: str | None, profile: Profile, seed: int,
-        param_targets: Sequence[Target], targets: Sequence[Target], geometry_variants: Sequence[str],
-        repro_args: Sequence[str], reproduce_blob: str | None = None,
+        self,
+        *,
+        spec: str,
+        backend: Any,
+        unavailable: str | None,
+        profile: Profile,
+        seed: int,
+        param_targets: Sequence[Target],
+        targets: Sequence[Target],
+        geometry_variants: Sequence[str],
+        repro_args: Sequence[str],
+        reproduce_blob: str | None = None,
     ):
         self.spec = spec  # the --backend value
         self.backend = backend
@@ -132,7 +142,9 @@ class Harness:
             if weights is None:
                 weights = random_weights(parameter_shapes(target.config), rng)
             image = rng.standard_normal(target.image)
-            self._runs[target.label] = self.reference_run(target, rounded(weights, self.dtype), image.astype(self.dtype))
+            self._runs[target.label] = self.reference_run(
+                target, rounded(weights, self.dtype), image.astype(self.dtype)
+            )
         return self._runs[target.label]
 
     def reference_run(self, target: Target, weights: dict[str, np.ndarray], image: np.ndarray) -> ModelRun:
@@ -142,12 +154,14 @@ class Harness:
         run = ModelRun(target, weights, image, [], exact(np.zeros(0)), {c.name: c for c in components(target.config)})
         try:
             run.model = self.backend.model(target.config, weights)
-        except Exception as exc:  # noqa: BLE001 - reported by each test that needs the model
+        except Exception as exc:
             run.model_error = exc
             if isinstance(exc, Unsupported):
                 return run
         params = {k: v.astype(np.float64) for k, v in weights.items()}
-        run.logits = self.bounded.model(target.config, params, exact(image), trace=lambda *entry: run.trace.append(entry))
+        run.logits = self.bounded.model(
+            target.config, params, exact(image), trace=lambda *entry: run.trace.append(entry)
+        )
         return run
 
 

@@ -13,7 +13,8 @@ Shape legend: N, C, H, W, K.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -24,13 +25,25 @@ from parcnetv2.conformance.protocol import Unsupported
 from parcnetv2.reference.architecture import Component
 from parcnetv2.reference.components import subtree
 
-__all__ = ["CLAUSES", "check_model", "check_component", "first_divergence", "map_layout", "component_runner"]
+__all__ = ["CLAUSES", "check_component", "check_model", "component_runner", "first_divergence", "map_layout"]
 
 # The spec clause of each component kind (for messages and the report).
 CLAUSES = {
-    "model": "2.1", "downsampling": "3", "conv2d": "3", "layer_norm_general": "4.1", "layer_norm": "4.2",
-    "oversized_conv": "5", "depthwise_conv2d": "6", "token_mixer": "8.1", "pointwise_conv2d": "8.1",
-    "gelu": "8.1", "bgu": "8.2", "linear": "8.2", "scale": "8.3", "block": "8.4", "stage": "8.4",
+    "model": "2.1",
+    "downsampling": "3",
+    "conv2d": "3",
+    "layer_norm_general": "4.1",
+    "layer_norm": "4.2",
+    "oversized_conv": "5",
+    "depthwise_conv2d": "6",
+    "token_mixer": "8.1",
+    "pointwise_conv2d": "8.1",
+    "gelu": "8.1",
+    "bgu": "8.2",
+    "linear": "8.2",
+    "scale": "8.3",
+    "block": "8.4",
+    "stage": "8.4",
 }
 
 
@@ -65,7 +78,9 @@ def _op_runner(backend: Any, part: Component, params: Mapping[str, np.ndarray]) 
         "layer_norm": lambda op: lambda x: op(x, params["weight"], params["bias"], s["eps"]),
         "pointwise_conv2d": lambda op: lambda x: op(x, params["weight"], params.get("bias")),
         "depthwise_conv2d": lambda op: lambda x: op(x, params["weight"], params.get("bias"), s["padding"]),
-        "oversized_conv": lambda op: lambda x: op(x, params["conv_h.weight"], params["conv_w.weight"], s["interpolate"]),
+        "oversized_conv": lambda op: (
+            lambda x: op(x, params["conv_h.weight"], params["conv_w.weight"], s["interpolate"])
+        ),
         "linear": lambda op: lambda x: op(x, params["weight"], params.get("bias")),
         "gelu": lambda op: lambda x: op(x),
     }
@@ -85,7 +100,9 @@ def component_runner(check: Checker, run: ModelRun, name: str) -> Callable[[np.n
     return _op_runner(check.harness.backend, run.parts[name], subtree(run.weights, name))
 
 
-def check_component(check: Checker, run: ModelRun, name: str, runner: Callable[[np.ndarray], Any], case: Any = None) -> float:
+def check_component(
+    check: Checker, run: ModelRun, name: str, runner: Callable[[np.ndarray], Any], case: Any = None
+) -> float:
     """The module ``name`` on the reference's input to it (rounded to the backend's dtype) against
     its own bound (clause 14.6). Raises AssertionError naming the module."""
     part = run.parts[name]
@@ -96,7 +113,9 @@ def check_component(check: Checker, run: ModelRun, name: str, runner: Callable[[
     actual = check.call(runner, x)
     if getattr(run.model, "maps_layouts", False):
         actual = _mapped(actual, expected.shape)
-    return check.compare(actual, expected, what=f"{name} ({part.kind}) of {run.target.label}", clause=CLAUSES[part.kind], case=case)
+    return check.compare(
+        actual, expected, what=f"{name} ({part.kind}) of {run.target.label}", clause=CLAUSES[part.kind], case=case
+    )
 
 
 def first_divergence(check: Checker, run: ModelRun, case: Any = None) -> tuple[str | None, str]:
@@ -114,11 +133,15 @@ def first_divergence(check: Checker, run: ModelRun, case: Any = None) -> tuple[s
             check_component(check, run, name, runner, case)
         except AssertionError as exc:
             return name, f"first divergence: {name}\n    " + str(exc).replace("\n", "\n    ")
-        except Exception:  # noqa: BLE001 - NotProvided or a crash: try the next module
+        except Exception:
             continue
     if not runnable:
         return None, "first divergence: the backend runs no named module on its own"
-    return None, f"first divergence: none of the {runnable} named modules leaves its own bound on its own; the error accumulates"
+    return (
+        None,
+        f"first divergence: none of the {runnable} named modules leaves its own bound on its own; the error "
+        "accumulates",
+    )
 
 
 def check_model(check: Checker, run: ModelRun, *, case: Any = None, modules: bool = False) -> None:
@@ -129,7 +152,9 @@ def check_model(check: Checker, run: ModelRun, *, case: Any = None, modules: boo
         if isinstance(run.model_error, Unsupported):
             check.not_provided[str(run.model_error)] += 1
             return
-        raise AssertionError(check.describe(f"backend model for {run.target.label} failed to build: {run.model_error}", case))
+        raise AssertionError(
+            check.describe(f"backend model for {run.target.label} failed to build: {run.model_error}", case)
+        )
     model, label = run.model, run.target.label
     problems: list[str] = []
     activations = getattr(model, "activations", None)

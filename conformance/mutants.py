@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import importlib
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -28,7 +29,7 @@ from parcnetv2.reference import components as C
 from parcnetv2.reference.architecture import parameter_shapes as official_shapes
 from parcnetv2.reference.oversized import instance_kernels
 
-__all__ = ["MUTANTS", "LEGITIMATE"]
+__all__ = ["LEGITIMATE", "MUTANTS"]
 
 _C = "parcnetv2.reference.components."
 _M = "parcnetv2.reference.model."
@@ -42,19 +43,29 @@ _A = "parcnetv2.reference.architecture."
 def _standard_layer_norm(x, weight, eps=1e-6):
     """LayerNorm's divisor sqrt(var + eps) where the official norm divides by ||c||_2 (clause 4.1)."""
     centred = x - x.mean(axis=-1, keepdims=True)
-    return centred / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + x.dtype.type(eps)) * weight.astype(x.dtype)
+    return (
+        centred / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + x.dtype.type(eps)) * weight.astype(x.dtype)
+    )
 
 
 def _lng_eps_inside_sqrt(x, weight, eps=1e-6):
     """c / sqrt(||c||^2 + eps): eps in the wrong place."""
     centred = x - x.mean(axis=-1, keepdims=True)
-    return centred / np.sqrt(np.sum(centred * centred, axis=-1, keepdims=True) + x.dtype.type(eps)) * weight.astype(x.dtype)
+    return (
+        centred
+        / np.sqrt(np.sum(centred * centred, axis=-1, keepdims=True) + x.dtype.type(eps))
+        * weight.astype(x.dtype)
+    )
 
 
 def _lng_eps_added(x, weight, eps=1e-6):
     """c / (||c|| + eps): eps added instead of max(||c||, eps)."""
     centred = x - x.mean(axis=-1, keepdims=True)
-    return centred / (np.sqrt(np.sum(centred * centred, axis=-1, keepdims=True)) + x.dtype.type(eps)) * weight.astype(x.dtype)
+    return (
+        centred
+        / (np.sqrt(np.sum(centred * centred, axis=-1, keepdims=True)) + x.dtype.type(eps))
+        * weight.astype(x.dtype)
+    )
 
 
 def _tanh_gelu(x):
@@ -148,8 +159,13 @@ def _identity_scale(params, x):
 
 def _block_scale_on_branch(params, x, *, res_scale, eps, interpolate, local_padding, reparameterized=False):
     """Block scaling the branch instead of the residual input (clause 8.4)."""
-    mixed = C.token_mixer(C.subtree(params, "token_mixer"), C.layer_norm_general(x, params["norm1.weight"], eps),
-                          interpolate=interpolate, local_padding=local_padding, reparameterized=reparameterized)
+    mixed = C.token_mixer(
+        C.subtree(params, "token_mixer"),
+        C.layer_norm_general(x, params["norm1.weight"], eps),
+        interpolate=interpolate,
+        local_padding=local_padding,
+        reparameterized=reparameterized,
+    )
     x = x + (C.scale(C.subtree(params, "res_scale1"), mixed) if res_scale else mixed)
     gated = C.bgu(C.subtree(params, "mlp"), C.layer_norm_general(x, params["norm2.weight"], eps))
     return x + (C.scale(C.subtree(params, "res_scale2"), gated) if res_scale else gated)
@@ -258,7 +274,7 @@ def _chunked(sum_axis_matmul: Callable[[np.ndarray, np.ndarray], np.ndarray], x,
     """Sum of partial products over reversed chunks of the reduction axis (another order)."""
     total = None
     for start in reversed(range(0, w.shape[-1], chunk)):
-        part = sum_axis_matmul(x[..., start:start + chunk], w[..., start:start + chunk])
+        part = sum_axis_matmul(x[..., start : start + chunk], w[..., start : start + chunk])
         total = part if total is None else total + part
     return total
 
@@ -288,7 +304,7 @@ def _depthwise_reordered(x, weight, bias=None, padding=None):
     out = np.zeros(x.shape[:2] + (ho, wo), x.dtype)
     for i in reversed(range(kh)):
         for j in reversed(range(kw)):
-            out += padded[:, :, i:i + ho, j:j + wo] * weight[None, :, 0, i, j, None, None]
+            out += padded[:, :, i : i + ho, j : j + wo] * weight[None, :, 0, i, j, None, None]
     return out if bias is None else out + bias.astype(x.dtype)[:, None, None]
 
 
@@ -301,11 +317,21 @@ def _gelu_float64(x):
 
 # ---- the backends ------------------------------------------------------------------------
 
-_ORIGINAL = {name: getattr(C, name) for name in ("token_mixer", "bgu", "oversized_conv", "depthwise_conv2d", "layer_norm")}
+_ORIGINAL = {
+    name: getattr(C, name) for name in ("token_mixer", "bgu", "oversized_conv", "depthwise_conv2d", "layer_norm")
+}
 _FLOAT16_TARGETS = [
-    _C + name for name in (
-        "conv2d", "depthwise_conv2d", "pointwise_conv2d", "linear", "oversized_conv", "reparameterize",
-        "layer_norm_general", "layer_norm", "gelu",
+    _C + name
+    for name in (
+        "conv2d",
+        "depthwise_conv2d",
+        "pointwise_conv2d",
+        "linear",
+        "oversized_conv",
+        "reparameterize",
+        "layer_norm_general",
+        "layer_norm",
+        "gelu",
     )
 ] + [_M + "linear", _O + "resize_kernel"]
 
@@ -315,42 +341,106 @@ def _backend(name: str, description: str, patches: dict[str, Callable[..., Any]]
 
 
 MUTANTS: dict[str, ReferenceBackend] = {
-    "standard_layer_norm": _backend("standard_layer_norm", "standard LayerNorm instead of the official L2 form", {_C + "layer_norm_general": _standard_layer_norm}),
-    "lng_eps_inside_sqrt": _backend("lng_eps_inside_sqrt", "LayerNormGeneral divides by sqrt(‖c‖² + eps)", {_C + "layer_norm_general": _lng_eps_inside_sqrt}),
-    "lng_eps_added": _backend("lng_eps_added", "LayerNormGeneral divides by ‖c‖ + eps", {_C + "layer_norm_general": _lng_eps_added}),
+    "standard_layer_norm": _backend(
+        "standard_layer_norm",
+        "standard LayerNorm instead of the official L2 form",
+        {_C + "layer_norm_general": _standard_layer_norm},
+    ),
+    "lng_eps_inside_sqrt": _backend(
+        "lng_eps_inside_sqrt",
+        "LayerNormGeneral divides by sqrt(‖c‖² + eps)",
+        {_C + "layer_norm_general": _lng_eps_inside_sqrt},
+    ),
+    "lng_eps_added": _backend(
+        "lng_eps_added", "LayerNormGeneral divides by ‖c‖ + eps", {_C + "layer_norm_general": _lng_eps_added}
+    ),
     "tanh_gelu": _backend("tanh_gelu", "tanh approximation of GELU", {_C + "gelu": _tanh_gelu}),
-    "mixer_gate_wrong_half": _backend("mixer_gate_wrong_half", "token mixer gates with the wrong half of pwconv1", {_C + "token_mixer": _mixer_gate_wrong_half}),
-    "bgu_gate_wrong_half": _backend("bgu_gate_wrong_half", "channel BGU computes GELU(x1) * x2", {_C + "bgu": _bgu_gate_wrong_half}),
-    "missing_pwconv1_bias": _backend("missing_pwconv1_bias", "token mixer ignores pwconv1's bias", {_C + "token_mixer": _mixer_without_pwconv1_bias}),
-    "circular_padding": _backend("circular_padding", "oversized conv pads circularly", {_C + "oversized_conv": _circular_oversized}),
-    "flipped_kernel": _backend("flipped_kernel", "oversized conv flips its kernels (convolution)", {_C + "oversized_conv": _flipped_oversized}),
-    "vertical_pass_only": _backend("vertical_pass_only", "oversized conv without conv_w", {_C + "oversized_conv": _vertical_only_oversized}),
-    "interpolate_ignored": _backend("interpolate_ignored", "oversized conv ignores the interpolate modes", {_C + "oversized_conv": _interpolate_ignored}),
-    "align_corners_false": _backend("align_corners_false", "kernel resize with align_corners=False", {_O + "resize_kernel": _resize_half_pixel}),
-    "shifted_local_padding": _backend("shifted_local_padding", "7x7 conv padded (2, 4) rows instead of (3, 3)", {_C + "depthwise_conv2d": _shifted_local}),
+    "mixer_gate_wrong_half": _backend(
+        "mixer_gate_wrong_half",
+        "token mixer gates with the wrong half of pwconv1",
+        {_C + "token_mixer": _mixer_gate_wrong_half},
+    ),
+    "bgu_gate_wrong_half": _backend(
+        "bgu_gate_wrong_half", "channel BGU computes GELU(x1) * x2", {_C + "bgu": _bgu_gate_wrong_half}
+    ),
+    "missing_pwconv1_bias": _backend(
+        "missing_pwconv1_bias", "token mixer ignores pwconv1's bias", {_C + "token_mixer": _mixer_without_pwconv1_bias}
+    ),
+    "circular_padding": _backend(
+        "circular_padding", "oversized conv pads circularly", {_C + "oversized_conv": _circular_oversized}
+    ),
+    "flipped_kernel": _backend(
+        "flipped_kernel", "oversized conv flips its kernels (convolution)", {_C + "oversized_conv": _flipped_oversized}
+    ),
+    "vertical_pass_only": _backend(
+        "vertical_pass_only", "oversized conv without conv_w", {_C + "oversized_conv": _vertical_only_oversized}
+    ),
+    "interpolate_ignored": _backend(
+        "interpolate_ignored",
+        "oversized conv ignores the interpolate modes",
+        {_C + "oversized_conv": _interpolate_ignored},
+    ),
+    "align_corners_false": _backend(
+        "align_corners_false", "kernel resize with align_corners=False", {_O + "resize_kernel": _resize_half_pixel}
+    ),
+    "shifted_local_padding": _backend(
+        "shifted_local_padding",
+        "7x7 conv padded (2, 4) rows instead of (3, 3)",
+        {_C + "depthwise_conv2d": _shifted_local},
+    ),
     "missing_res_scale": _backend("missing_res_scale", "res_scale left out", {_C + "scale": _identity_scale}),
-    "res_scale_on_branch": _backend("res_scale_on_branch", "res_scale multiplies the branch, not the residual", {_C + "block": _block_scale_on_branch}),
-    "head_norm_without_bias": _backend("head_norm_without_bias", "head LayerNorm ignores its bias", {_C + "layer_norm": _layer_norm_without_bias}),
-    "fc2_with_bias": _backend("fc2_with_bias", "parameter names include mlp.fc2.bias", {_A + "parameter_shapes": _shapes_with_fc2_bias}),
-    "float16_internals": _backend("float16_internals", "every operation stores its result in float16", {
-        target: _in_float16(getattr(importlib.import_module(target.rsplit(".", 1)[0]), target.rsplit(".", 1)[1]))
-        for target in _FLOAT16_TARGETS
-    }),
+    "res_scale_on_branch": _backend(
+        "res_scale_on_branch",
+        "res_scale multiplies the branch, not the residual",
+        {_C + "block": _block_scale_on_branch},
+    ),
+    "head_norm_without_bias": _backend(
+        "head_norm_without_bias", "head LayerNorm ignores its bias", {_C + "layer_norm": _layer_norm_without_bias}
+    ),
+    "fc2_with_bias": _backend(
+        "fc2_with_bias", "parameter names include mlp.fc2.bias", {_A + "parameter_shapes": _shapes_with_fc2_bias}
+    ),
+    "float16_internals": _backend(
+        "float16_internals",
+        "every operation stores its result in float16",
+        {
+            target: _in_float16(getattr(importlib.import_module(target.rsplit(".", 1)[0]), target.rsplit(".", 1)[1]))
+            for target in _FLOAT16_TARGETS
+        },
+    ),
 }
 
 LEGITIMATE: dict[str, ReferenceBackend] = {
     "w_then_h": _backend("w_then_h", "oversized conv with conv_w before conv_h", {_C + "oversized_conv": _w_then_h}),
-    "reparameterized_dense": _backend("reparameterized_dense", "spatial part and oversized conv as dense merged kernels", {
-        _C + "parc_spatial": C.parc_spatial_reparameterized, _C + "oversized_conv": _dense_oversized,
-    }),
-    "channels_last": _backend("channels_last", "every convolution computed on NHWC copies", {
-        _C + "depthwise_conv2d": _depthwise_channels_last, _C + "pointwise_conv2d": _pointwise_channels_last,
-        _C + "conv2d": _conv_channels_last, _C + "oversized_conv": _oversized_channels_last,
-    }),
-    "summation_order": _backend("summation_order", "float32 reductions in other orders (reversed chunks, tap by tap)", {
-        _C + "linear": _linear_reordered, _M + "linear": _linear_reordered, _C + "pointwise_conv2d": _pointwise_reordered,
-        _C + "depthwise_conv2d": _depthwise_reordered, _C + "gelu": _gelu_float64,
-    }),
+    "reparameterized_dense": _backend(
+        "reparameterized_dense",
+        "spatial part and oversized conv as dense merged kernels",
+        {
+            _C + "parc_spatial": C.parc_spatial_reparameterized,
+            _C + "oversized_conv": _dense_oversized,
+        },
+    ),
+    "channels_last": _backend(
+        "channels_last",
+        "every convolution computed on NHWC copies",
+        {
+            _C + "depthwise_conv2d": _depthwise_channels_last,
+            _C + "pointwise_conv2d": _pointwise_channels_last,
+            _C + "conv2d": _conv_channels_last,
+            _C + "oversized_conv": _oversized_channels_last,
+        },
+    ),
+    "summation_order": _backend(
+        "summation_order",
+        "float32 reductions in other orders (reversed chunks, tap by tap)",
+        {
+            _C + "linear": _linear_reordered,
+            _M + "linear": _linear_reordered,
+            _C + "pointwise_conv2d": _pointwise_reordered,
+            _C + "depthwise_conv2d": _depthwise_reordered,
+            _C + "gelu": _gelu_float64,
+        },
+    ),
 }
 
 

@@ -16,7 +16,8 @@ produced; the harness maps it to the reference's layout by shape (clause 14.7).
 from __future__ import annotations
 
 import ast
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -25,7 +26,7 @@ from onnx.utils import Extractor
 
 from parcnetv2.conformance.protocol import Unsupported
 
-__all__ = ["OnnxModel", "module_scope", "locate_outputs", "module_inputs", "with_outputs", "session"]
+__all__ = ["OnnxModel", "locate_outputs", "module_inputs", "module_scope", "session", "with_outputs"]
 
 SCOPE_METADATA = "pkg.torch.onnx.name_scopes"
 # Nodes that compute no activation (constants, shape arithmetic) never end a module's scope.

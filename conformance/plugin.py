@@ -26,7 +26,17 @@ import pytest
 CONFORMANCE_DIR = Path(__file__).resolve().parent
 _HARNESS = pytest.StashKey[Any]()
 _SEED = pytest.StashKey[int]()
-_OPTIONS = ("backend", "model", "weights", "variant", "max_examples", "seed", "report", "xfails_file", "reproduce_failure")
+_OPTIONS = (
+    "backend",
+    "model",
+    "weights",
+    "variant",
+    "max_examples",
+    "seed",
+    "report",
+    "xfails_file",
+    "reproduce_failure",
+)
 _DEFAULT_BACKEND = "numpy"
 _DEFAULT_PROFILE = "default"
 _VARIANT_FOR_MODELS = "parcnetv2_xt"  # smallest official variant: numerics default for --model
@@ -34,16 +44,47 @@ _VARIANT_FOR_MODELS = "parcnetv2_xt"  # smallest official variant: numerics defa
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("parcnetv2-conformance", "ParCNetV2 conformance harness (pytest conformance)")
-    group.addoption("--backend", default=None, help=f"backend under test: a registered name (numpy, cext, cext-nhwc, torch, torch-cuda, onnx, ...) or package.module:object (default {_DEFAULT_BACKEND})")
-    group.addoption("--model", default=None, help="with --backend torch: package.module:factory, factory(variant) -> nn.Module with the official names; with --backend onnx: an exported FILE.onnx")
-    group.addoption("--weights", default=None, help="with --backend onnx --model FILE.onnx: the weights it was exported from (.pth, .npz, .safetensors)")
-    group.addoption("--variant", action="append", default=None, help="official variant to check as a whole model at 224x224 (repeatable, or 'all'); default: all four for parameter counts, small configurations for numerics")
-    group.addoption("--max-examples", type=int, default=None, help="Hypothesis examples per test (overrides the profile)")
-    group.addoption("--seed", type=int, default=None, help="Hypothesis seed (default: the profile's; 'random' profiles draw one and print it)")
+    group.addoption(
+        "--backend",
+        default=None,
+        help="backend under test: a registered name (numpy, cext, cext-nhwc, torch, torch-cuda, onnx, ...) "
+        f"or package.module:object (default {_DEFAULT_BACKEND})",
+    )
+    group.addoption(
+        "--model",
+        default=None,
+        help="with --backend torch: package.module:factory, factory(variant) -> nn.Module with the official names; "
+        "with --backend onnx: an exported FILE.onnx",
+    )
+    group.addoption(
+        "--weights",
+        default=None,
+        help="with --backend onnx --model FILE.onnx: the weights it was exported from (.pth, .npz, .safetensors)",
+    )
+    group.addoption(
+        "--variant",
+        action="append",
+        default=None,
+        help="official variant to check as a whole model at 224x224 (repeatable, or 'all'); "
+        "default: all four for parameter counts, small configurations for numerics",
+    )
+    group.addoption(
+        "--max-examples", type=int, default=None, help="Hypothesis examples per test (overrides the profile)"
+    )
+    group.addoption(
+        "--seed",
+        type=int,
+        default=None,
+        help="Hypothesis seed (default: the profile's; 'random' profiles draw one and print it)",
+    )
     group.addoption("--conformance-profile", default=None, help="quick, ci (deterministic), default or thorough")
     group.addoption("--report", default=None, help="write a JSON report to this file")
-    group.addoption("--xfails-file", default=None, help="known failures TOML file (default: the package's known_failures.toml)")
-    group.addoption("--reproduce-failure", default=None, help="replay one Hypothesis example: the blob a failure report prints")
+    group.addoption(
+        "--xfails-file", default=None, help="known failures TOML file (default: the package's known_failures.toml)"
+    )
+    group.addoption(
+        "--reproduce-failure", default=None, help="replay one Hypothesis example: the blob a failure report prints"
+    )
 
 
 def _wanted(config: pytest.Config) -> bool:
@@ -59,7 +100,9 @@ def _wanted(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "spec(*clauses): the spec clauses a conformance test checks (its report entry lists them)")
+    config.addinivalue_line(
+        "markers", "spec(*clauses): the spec clauses a conformance test checks (its report entry lists them)"
+    )
     if _wanted(config):
         config.stash[_HARNESS] = _build(config)
     config.pluginmanager.register(_Recorder(config), "parcnetv2-conformance-recorder")
@@ -160,8 +203,16 @@ def _build(config: pytest.Config) -> Any:
     if max_examples is not None:
         repro += ["--max-examples", str(max_examples)]
     return Harness(
-        spec=spec, backend=backend, unavailable=unavailable, profile=profile, seed=seed, param_targets=param_targets,
-        targets=targets, geometry_variants=geometry, repro_args=repro, reproduce_blob=config.getoption("reproduce_failure"),
+        spec=spec,
+        backend=backend,
+        unavailable=unavailable,
+        profile=profile,
+        seed=seed,
+        param_targets=param_targets,
+        targets=targets,
+        geometry_variants=geometry,
+        repro_args=repro,
+        reproduce_blob=config.getoption("reproduce_failure"),
     )
 
 
@@ -239,7 +290,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("model_target", labels or [None], ids=labels or ["no-variant"])
     if "component_name" in names:
         pairs = [(t.label, n) for t in built.targets for n in _component_names(t.config)]
-        metafunc.parametrize("model_target,component_name", pairs or [(None, None)], ids=[f"{t}:{n}" for t, n in pairs] or ["no-variant"])
+        metafunc.parametrize(
+            "model_target,component_name", pairs or [(None, None)], ids=[f"{t}:{n}" for t, n in pairs] or ["no-variant"]
+        )
     if "geometry" in names:
         stages = [(v, i) for v in built.geometry_variants for i in range(4)]
         metafunc.parametrize("geometry", stages or [None], ids=[f"{v}-stage{i}" for v, i in stages] or ["no-variant"])
@@ -286,7 +339,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         for item in ours:
             if fnmatch.fnmatchcase(item.nodeid, "*" + entry["test"]):
-                item.add_marker(pytest.mark.xfail(reason=f"known failure: {entry['reason']}", strict=entry.get("strict", True)))
+                item.add_marker(
+                    pytest.mark.xfail(reason=f"known failure: {entry['reason']}", strict=entry.get("strict", True))
+                )
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -341,7 +396,9 @@ class _Recorder:
             "backend": built.backend.name if built.backend is not None else built.spec,
             "backend_spec": built.spec,
             "dtype": built.dtype.name,
-            "backend_info": backend_info(built.backend) if built.backend is not None else {"unavailable": built.unavailable},
+            "backend_info": backend_info(built.backend)
+            if built.backend is not None
+            else {"unavailable": built.unavailable},
             "versions": _versions(),
             "profile": built.profile.name,
             "examples_per_test": {k: built.profile.examples(k) for k in ("operations", "components", "model")},

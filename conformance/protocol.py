@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Unsupported", "BackendUnavailable", "provides", "backend_dtype", "backend_info"]
+__all__ = ["BackendUnavailable", "Unsupported", "backend_dtype", "backend_info", "provides"]
 
 
 class Unsupported(Exception):

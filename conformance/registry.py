@@ -2,7 +2,7 @@
 
 ``--backend NAME`` names an entry point of the group ``parcnetv2.backends``; the project
 registers its built-in backends there (pyproject.toml), and so can any installed package. The
-engine issue adds ``engine = "parcnetv2.engine.conformance:backend"`` to that group.
+engine issue adds ``engine = "parcnetv2.conformance.backend_engine:backend"`` to that group.
 ``--backend package.module:object`` imports the object directly. Either way the object is a
 backend (it has ``name`` and ``dtype``) or a callable returning one.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from parcnetv2.conformance.protocol import BackendUnavailable
 
-__all__ = ["GROUP", "OptionError", "available_backends", "resolve_backend", "user_model_backend", "load_weights"]
+__all__ = ["GROUP", "OptionError", "available_backends", "load_weights", "resolve_backend", "user_model_backend"]
 
 GROUP = "parcnetv2.backends"
 
@@ -70,10 +70,12 @@ def _instantiate(obj: Any, label: str) -> Any:
         raise
     except ImportError as exc:
         raise OptionError(f"--backend {label}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a third-party constructor may raise anything
+    except Exception as exc:
         raise OptionError(f"--backend {label}: creating the backend failed: {type(exc).__name__}: {exc}") from None
     if not _is_backend(backend):
-        raise OptionError(f"--backend {label}: {type(backend).__name__} has no name and dtype; see the backend protocol")
+        raise OptionError(
+            f"--backend {label}: {type(backend).__name__} has no name and dtype; see the backend protocol"
+        )
     return backend
 
 
@@ -107,7 +109,9 @@ def user_model_backend(backend_name: str, model: str, weights: str | None, varia
     """The backend for ``--model`` (clause 14.6/14.7): a torch factory or an ONNX file."""
     if backend_name == "torch":
         if weights is not None:
-            raise OptionError("--weights goes with --backend onnx --model FILE.onnx; a torch factory gets generated weights")
+            raise OptionError(
+                "--weights goes with --backend onnx --model FILE.onnx; a torch factory gets generated weights"
+            )
         factory = _import_object(model, "--model")
         if not callable(factory):
             raise OptionError(f"--model {model}: {type(factory).__name__} is not callable")
@@ -115,7 +119,7 @@ def user_model_backend(backend_name: str, model: str, weights: str | None, varia
 
         try:
             return TorchModuleBackend(factory, model, variant)
-        except Exception as exc:  # noqa: BLE001 - the user's factory may raise anything
+        except Exception as exc:
             raise OptionError(f"--model {model}: {model}({variant!r}) failed: {type(exc).__name__}: {exc}") from None
     if backend_name == "onnx":
         if not Path(model).is_file():
@@ -127,7 +131,8 @@ def user_model_backend(backend_name: str, model: str, weights: str | None, varia
         reference_model = load_weights(weights)
         try:
             return OnnxFileBackend(Path(model), reference_model.state_dict(), reference_model.config)
-        except Exception as exc:  # noqa: BLE001 - a corrupt file
+        except Exception as exc:
             raise OptionError(f"--model {model}: cannot read the ONNX file: {type(exc).__name__}: {exc}") from None
-    raise OptionError(f"--model works with --backend torch (a factory) or --backend onnx (a file), not {backend_name!r}")
-
+    raise OptionError(
+        f"--model works with --backend torch (a factory) or --backend onnx (a file), not {backend_name!r}"
+    )

@@ -14,10 +14,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-__all__ = ["SuiteResult", "run_suite", "REPOSITORY"]
+__all__ = ["REPOSITORY", "SuiteResult", "run_suite"]
 
 # The source checkout this package was installed from (where ``pytest conformance`` runs).
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -38,8 +39,12 @@ class SuiteResult:
 
 
 def run_suite(
-    args: Sequence[str], *, report: Path | None = None, cwd: Path | None = None,
-    pythonpath: Path | None = None, timeout: float | None = None,
+    args: Sequence[str],
+    *,
+    report: Path | None = None,
+    cwd: Path | None = None,
+    pythonpath: Path | None = None,
+    timeout: float | None = None,
 ) -> SuiteResult:
     """``python -m pytest ARGS`` in a subprocess (cwd: the repository), no cache written;
     ``report`` adds ``--report`` and reads it back; ``pythonpath`` is prepended to PYTHONPATH."""

@@ -154,8 +154,15 @@ def test_stage_geometry_224(conformance_check, geometry, operation):
     channels, kernel = config.dims[stage], config.global_kernel_sizes[stage]
     case_type = cases.BlockCase if operation == "block" else cases.MixerCase
     case = case_type(
-        seed=check.harness.seed + stage, scale=1.0, batch=1, channels=channels, height=height, width=width,
-        kernel=kernel, kernel_mode="2H-1" if kernel == 2 * height - 1 else "official", interpolate=False,
+        seed=check.harness.seed + stage,
+        scale=1.0,
+        batch=1,
+        channels=channels,
+        height=height,
+        width=width,
+        kernel=kernel,
+        kernel_mode="2H-1" if kernel == 2 * height - 1 else "official",
+        interpolate=False,
         **({"res_scale": config.has_res_scale(stage)} if operation == "block" else {}),
     )
 

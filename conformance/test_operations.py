@@ -59,7 +59,9 @@ def test_pointwise_conv2d(conformance_check):
     def one(case):
         x, p = case.arrays(check.dtype)
         expected = check.bounded.pointwise_conv2d(exact(x), p["weight"], p.get("bias"))
-        check.compare(check.call(op, x, p["weight"], p.get("bias")), expected, what="pointwise_conv2d", clause="8.1", case=case)
+        check.compare(
+            check.call(op, x, p["weight"], p.get("bias")), expected, what="pointwise_conv2d", clause="8.1", case=case
+        )
 
     check.run(cases.pointwise_cases(), one, kind="operations")
 
@@ -89,7 +91,9 @@ def test_oversized_conv(conformance_check):
         x, p = case.arrays(check.dtype)
         k_h, k_w = p["dwconv1.conv_h.weight"], p["dwconv1.conv_w.weight"]
         expected = check.bounded.oversized_conv(exact(x), k_h, k_w, case.interpolate)
-        check.compare(check.call(op, x, k_h, k_w, case.interpolate), expected, what="oversized_conv", clause="5", case=case)
+        check.compare(
+            check.call(op, x, k_h, k_w, case.interpolate), expected, what="oversized_conv", clause="5", case=case
+        )
 
     check.run(cases.spatial_cases(), one, kind="operations")
 
@@ -149,9 +153,13 @@ def test_merged_kernel_equals_unmerged(conformance_check):
 
     def one(case):
         x, p = case.arrays(check.dtype)
-        dense = np.asarray(check.call(merge, p["dwconv1.conv_h.weight"], p["dwconv1.conv_w.weight"], p["dwconv2.weight"]))
+        dense = np.asarray(
+            check.call(merge, p["dwconv1.conv_h.weight"], p["dwconv1.conv_w.weight"], p["dwconv2.weight"])
+        )
         actual = check.call(conv, x, dense.astype(check.dtype))
-        expected = check.bounded.parc_spatial(p, exact(x), interpolate=False, local_padding=p["dwconv2.weight"].shape[2] // 2)
+        expected = check.bounded.parc_spatial(
+            p, exact(x), interpolate=False, local_padding=p["dwconv2.weight"].shape[2] // 2
+        )
         check.compare(actual, expected, what="dense merged kernel vs OC + DW7", clause="7.1", case=case)
 
     check.run(cases.spatial_cases(fixed_only=True), one, kind="operations")
@@ -167,7 +175,9 @@ def test_layer_norm_general(conformance_check):
     def one(case):
         x, p = case.arrays(check.dtype, standard=False)
         expected = check.bounded.layer_norm_general(exact(x), p["norm1.weight"], EPS)
-        check.compare(check.call(op, x, p["norm1.weight"], EPS), expected, what="layer_norm_general", clause="4.1", case=case)
+        check.compare(
+            check.call(op, x, p["norm1.weight"], EPS), expected, what="layer_norm_general", clause="4.1", case=case
+        )
 
     check.run(cases.norm_cases(), one, kind="operations")
 

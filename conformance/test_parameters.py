@@ -22,7 +22,11 @@ def _differences(expected: dict, got: dict) -> dict:
     diff: dict = {}
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
-    wrong = {k: {"official": list(expected[k]), "backend": list(got[k])} for k in expected if k in got and tuple(got[k]) != tuple(expected[k])}
+    wrong = {
+        k: {"official": list(expected[k]), "backend": list(got[k])}
+        for k in expected
+        if k in got and tuple(got[k]) != tuple(expected[k])
+    }
     if missing:
         diff["missing"] = missing
     if unexpected:
@@ -44,7 +48,10 @@ def _summary(diff: dict) -> str:
             parts.append(f"{len(names)} {key}: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}")
     if "wrong_shape" in diff:
         first = next(iter(diff["wrong_shape"].items()))
-        parts.append(f"{len(diff['wrong_shape'])} wrong shapes, e.g. {first[0]} {first[1]['backend']} (official {first[1]['official']})")
+        parts.append(
+            f"{len(diff['wrong_shape'])} wrong shapes, e.g. {first[0]} {first[1]['backend']} (official "
+            f"{first[1]['official']})"
+        )
     if "order" in diff:
         parts.append(f"state_dict order differs at {diff['order']}")
     return "; ".join(parts)
@@ -66,7 +73,9 @@ def test_parameter_names_and_shapes(conformance_check, param_target):
         diff = _differences(parameter_shapes(target.config), got)
         if diff:
             check.notes["parameter_differences"] = diff
-            raise AssertionError(check.describe(f"parameter names/shapes of {target.label} (clause 2.2): {_summary(diff)}"))
+            raise AssertionError(
+                check.describe(f"parameter names/shapes of {target.label} (clause 2.2): {_summary(diff)}")
+            )
 
     check.single(one)
 
@@ -79,10 +88,18 @@ def test_parameter_count(conformance_check, param_target):
 
     def one():
         total = sum(math.prod(s) for s in _backend_shapes(check, target.config).values())
-        official = get_variant(target.config.variant).params if target.config.variant and target.config.num_classes == 1000 else count_params(target.config)
+        official = (
+            get_variant(target.config.variant).params
+            if target.config.variant and target.config.num_classes == 1000
+            else count_params(target.config)
+        )
         check.notes["parameters"] = total
         if total != official:
-            raise AssertionError(check.describe(f"{target.label} has {total:,} parameters, the official count is {official:,} (clause 9)"))
+            raise AssertionError(
+                check.describe(
+                    f"{target.label} has {total:,} parameters, the official count is {official:,} (clause 9)"
+                )
+            )
 
     check.single(one)
 
@@ -106,7 +123,9 @@ def test_parameter_formulas(conformance_check, param_target):
             formulas[f"downsample_layers.{i}."] = d_in + 9 * d_in * d + d
         for i, (depth, c, k) in enumerate(zip(config.depths, config.dims, config.global_kernel_sizes)):
             for j in range(depth):
-                formulas[f"stages.{i}.{j}."] = 21 * c * c // 2 + 2 * c * k + 58 * c + (2 * c if config.has_res_scale(i) else 0)
+                formulas[f"stages.{i}.{j}."] = (
+                    21 * c * c // 2 + 2 * c * k + 58 * c + (2 * c if config.has_res_scale(i) else 0)
+                )
         d = config.dims[-1]
         formulas["norm."] = 2 * d
         formulas["head."] = (d + 1) * config.num_classes
@@ -114,9 +133,12 @@ def test_parameter_formulas(conformance_check, param_target):
         if wrong:
             check.notes["formula_differences"] = {p: {"backend": g, "formula": f} for p, (g, f) in wrong.items()}
             first = next(iter(wrong.items()))
-            raise AssertionError(check.describe(
-                f"{len(wrong)} components of {config.name} differ from clause 10.1, e.g. {first[0]}* has {first[1][0]:,}, formula {first[1][1]:,}"
-            ))
+            raise AssertionError(
+                check.describe(
+                    f"{len(wrong)} components of {config.name} differ from clause 10.1, "
+                    f"e.g. {first[0]}* has {first[1][0]:,}, formula {first[1][1]:,}"
+                )
+            )
 
     check.single(one)
 
@@ -132,7 +154,9 @@ def test_parameter_shapes_custom(conformance_check):
         got = {k: tuple(v) for k, v in check.call(op, config).items()}
         diff = _differences(parameter_shapes(config), got)
         if diff:
-            raise AssertionError(check.describe(f"parameter names/shapes of {config.name} (clause 2.2): {_summary(diff)}", config))
+            raise AssertionError(
+                check.describe(f"parameter names/shapes of {config.name} (clause 2.2): {_summary(diff)}", config)
+            )
 
     check.run(cases.config_cases(), one, kind="operations")
 
@@ -150,8 +174,14 @@ def test_exported_initializers_match_weights(conformance_check):
         weights = check.harness.backend.fixed_state_dict
         stored = initializers()
         check.notes["initializers_checked"] = len(stored)
-        differing = [k for k, v in stored.items() if np.shape(v) != np.shape(weights[k]) or not np.array_equal(v, np.asarray(weights[k], v.dtype))]
+        differing = [
+            k
+            for k, v in stored.items()
+            if np.shape(v) != np.shape(weights[k]) or not np.array_equal(v, np.asarray(weights[k], v.dtype))
+        ]
         if differing:
-            raise AssertionError(check.describe(f"{len(differing)} initializers differ from --weights, e.g. {differing[0]}"))
+            raise AssertionError(
+                check.describe(f"{len(differing)} initializers differ from --weights, e.g. {differing[0]}")
+            )
 
     check.single(one)

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from parcnetv2.engine.engine import Engine
 
-__all__ = ["Engine", "load", "from_model"]
+__all__ = ["Engine", "from_model", "load"]
 
 
 def __getattr__(name: str) -> Any:
-    """``Engine`` is imported on first use, so that ``parcnetv2.engine.cli`` (imported by every
-    ``parcnetv2`` command) does not load the C library and the reference."""
+    """``Engine`` is imported on first use, so that ``parcnetv2.cli`` (imported by every ``parcnetv2``
+    command) does not load the C library and the reference."""
     if name == "Engine":
         from parcnetv2.engine.engine import Engine
 
@@ -34,7 +34,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def from_model(model, threads: int | None = None) -> "Engine":
+def from_model(model, threads: int | None = None) -> Engine:
     """An Engine with the weights of a reference ``Model`` (``parcnetv2.reference.create``,
     ``load`` or ``from_state_dict``); float32 weights are shared with the model, not copied.
     ``threads``: None (library defaults) or an int >= 1 (see ``Engine``)."""
@@ -43,7 +43,7 @@ def from_model(model, threads: int | None = None) -> "Engine":
     return Engine.from_model(model, threads)
 
 
-def load(path: str | PathLike, variant: str | None = None, threads: int | None = None) -> "Engine":
+def load(path: str | PathLike, variant: str | None = None, threads: int | None = None) -> Engine:
     """An Engine from a weights file (``.pth``/``.pt``, ``.npz``, ``.safetensors``; clause 13),
     read by the reference's reader (``parcnetv2.reference.checkpoint.read_state_dict``) and
     checked by its checks and messages (``Engine.from_state_dict``): with ``variant`` the weights

@@ -21,14 +21,23 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["OpenBlasThreads", "Blas", "scipy_blas"]
+__all__ = ["Blas", "OpenBlasThreads", "scipy_blas"]
 
-_SET = ("openblas_set_num_threads", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
-        "scipy_openblas_set_num_threads64_")
-_GET = ("openblas_get_num_threads", "scipy_openblas_get_num_threads", "openblas_get_num_threads64_",
-        "scipy_openblas_get_num_threads64_")
+_SET = (
+    "openblas_set_num_threads",
+    "scipy_openblas_set_num_threads",
+    "openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads64_",
+)
+_GET = (
+    "openblas_get_num_threads",
+    "scipy_openblas_get_num_threads",
+    "openblas_get_num_threads64_",
+    "scipy_openblas_get_num_threads64_",
+)
 
 
 def _loaded_libraries() -> list[str]:
@@ -119,8 +128,11 @@ def scipy_blas() -> Blas:
 
         sgemm = ffi.cast("pcn_sgemm_fn", _capsule_pointer(cython_blas.__pyx_capi__["sgemm"]))
         control = None
-        candidates = [p for p in _loaded_libraries() if "openblas" in os.path.basename(p).lower()
-                      and f"{os.sep}numpy.libs{os.sep}" not in p]  # NumPy's own copy is not SciPy's BLAS
+        candidates = [
+            p
+            for p in _loaded_libraries()
+            if "openblas" in os.path.basename(p).lower() and f"{os.sep}numpy.libs{os.sep}" not in p
+        ]  # NumPy's own copy is not SciPy's BLAS
         candidates.sort(key=lambda p: f"{os.sep}scipy.libs{os.sep}" not in p)  # SciPy's bundled copy first
         for path in candidates:
             try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -20,11 +21,11 @@ from parcnetv2.engine.plan import Arena, Plan, options
 from parcnetv2.errors import InputError
 from parcnetv2.reference import Model
 from parcnetv2.reference.architecture import Config, components
+from parcnetv2.reference.components import subtree
 from parcnetv2.reference.loading import resolve_config
 from parcnetv2.reference.model import check_image_shape
-from parcnetv2.reference.components import subtree
 
-__all__ = ["Engine", "PLAN_CACHE_SIZE", "check_threads"]
+__all__ = ["PLAN_CACHE_SIZE", "Engine", "check_threads"]
 
 # Plans (buffers and bound steps) kept for this many input shapes, least recently used first out.
 PLAN_CACHE_SIZE = 4
@@ -58,16 +59,24 @@ class Engine:
         self.config: Config = config
         self.threads = check_threads(threads)
         parts = {c.name: c for c in components(self.config)}
-        self._stem = PatchConv(weights["downsample_layers.0.conv.weight"], weights["downsample_layers.0.conv.bias"],
-                               layout="NCHW", **parts["downsample_layers.0.conv"].settings)
+        self._stem = PatchConv(
+            weights["downsample_layers.0.conv.weight"],
+            weights["downsample_layers.0.conv.bias"],
+            layout="NCHW",
+            **parts["downsample_layers.0.conv"].settings,
+        )
         self._post_norm = weights["downsample_layers.0.post_norm.weight"]
         self._downs: list[tuple[np.ndarray, PatchConv]] = []
         self._stages: list[list[Block]] = []
         for i, depth in enumerate(self.config.depths):
             if i > 0:
                 name = f"downsample_layers.{i}"
-                conv = PatchConv(weights[f"{name}.conv.weight"], weights[f"{name}.conv.bias"], layout="NHWC",
-                                 **parts[f"{name}.conv"].settings)
+                conv = PatchConv(
+                    weights[f"{name}.conv.weight"],
+                    weights[f"{name}.conv.bias"],
+                    layout="NHWC",
+                    **parts[f"{name}.conv"].settings,
+                )
                 self._downs.append((weights[f"{name}.pre_norm.weight"], conv))
             settings = {k: v for k, v in parts[f"stages.{i}"].settings.items() if k != "depth"}
             self._stages.append([Block(subtree(weights, f"stages.{i}.{j}"), **settings) for j in range(depth)])
@@ -77,15 +86,16 @@ class Engine:
         self._blas = scipy_blas()
 
     @classmethod
-    def from_model(cls, model: Model, threads: int | None = None) -> "Engine":
+    def from_model(cls, model: Model, threads: int | None = None) -> Engine:
         """An Engine with a reference Model's weights (shared when they are float32)."""
         if not isinstance(model, Model):
             raise InputError(f"expected a parcnetv2.reference.Model, got {type(model).__name__}")
         return cls(model.config, model.weights_as(np.float32), threads)
 
     @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, Any], variant: str | None = None,
-                        threads: int | None = None) -> "Engine":
+    def from_state_dict(
+        cls, state_dict: Mapping[str, Any], variant: str | None = None, threads: int | None = None
+    ) -> Engine:
         """An Engine from a state_dict with the official names, validated by the reference's own
         checks and messages (``parcnetv2.reference.loading.resolve_config``)
         without the copy a reference Model would make: float32 arrays are used in place, so
@@ -109,7 +119,8 @@ class Engine:
             "plans": [list(shape) for shape in self._plans],
             "spatial_paths": {
                 f"stage {i} {key[1]}x{key[2]}": entry["path"]
-                for i, blocks in enumerate(self._stages) if blocks
+                for i, blocks in enumerate(self._stages)
+                if blocks
                 for key, entry in blocks[0].mixer.spatial._prepared.items()
             },
         }
@@ -184,8 +195,11 @@ class Engine:
                 oh, ow = layer.out_size(h, w)
                 p, c = n * oh * ow, layer.cout
                 steps += layer.steps(arena, opt, image, n, h, w, arena.view("s", p, c))
-                steps.append(norm_step(arena, opt, arena.view("s", p, c), self._post_norm, arena.view("x", p, c),
-                                       self.config.eps))
+                steps.append(
+                    norm_step(
+                        arena, opt, arena.view("s", p, c), self._post_norm, arena.view("x", p, c), self.config.eps
+                    )
+                )
             elif kind == "down":
                 conv = layer[1]
                 oh, ow = conv.out_size(h, w)
@@ -198,7 +212,9 @@ class Engine:
                 steps += layer.steps(arena, t, n, h * w)
                 continue
             if next_norm is not None:  # after the stem or a downsampling: the next layer's input norm
-                steps.append(norm_step(arena, opt, arena.view("x", p, c), next_norm, arena.view("b", p, c), self.config.eps))
+                steps.append(
+                    norm_step(arena, opt, arena.view("x", p, c), next_norm, arena.view("b", p, c), self.config.eps)
+                )
         logits = arena.view("logits", n, self._head.k)
         plan = Plan(arena, steps, lambda: logits)
         return plan, image

@@ -15,7 +15,8 @@ Shape legend: N, C, H, W, K; P = N*H*W pixels.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from parcnetv2.errors import InputError
 from parcnetv2.reference.components import subtree
 from parcnetv2.reference.oversized import instance_kernels
 
-__all__ = ["PatchConv", "Spatial", "TokenMixer", "Bgu", "Block", "Head", "norm_step", "merge_sizes"]
+__all__ = ["Bgu", "Block", "Head", "PatchConv", "Spatial", "TokenMixer", "merge_sizes", "norm_step"]
 
 Params = Mapping[str, np.ndarray]
 
@@ -60,7 +61,9 @@ class PatchConv:
             raise InputError(f"conv weight must be (Cout, Cin, KH, KW), got shape {weight.shape}")
         self.cout, self.cin, self.kh, self.kw = weight.shape
         self.stride, self.padding, self.layout = int(stride), int(padding), layout
-        order = weight.reshape(self.cout, -1) if layout == "NCHW" else weight.transpose(0, 2, 3, 1).reshape(self.cout, -1)
+        order = (
+            weight.reshape(self.cout, -1) if layout == "NCHW" else weight.transpose(0, 2, 3, 1).reshape(self.cout, -1)
+        )
         packed = np.empty((order.shape[1] + 1, self.cout), np.float32)
         packed[:-1] = order.T
         packed[-1] = 0.0 if bias is None else _f32(bias)
@@ -96,8 +99,15 @@ class Spatial:
     (``cext.choose_path``) unless forced: separable OC + DW7, or one dense depthwise convolution
     with the kernel reparameterized then (clause 7)."""
 
-    def __init__(self, k_h: np.ndarray, k_w: np.ndarray, k7: np.ndarray, interpolate: bool | int,
-                 local_padding: int, path: str = "auto"):
+    def __init__(
+        self,
+        k_h: np.ndarray,
+        k_w: np.ndarray,
+        k7: np.ndarray,
+        interpolate: bool | int,
+        local_padding: int,
+        path: str = "auto",
+    ):
         self.k_h, self.k_w, self.k7 = _f32(k_h), _f32(k_w), _f32(k7)
         if self.k7.shape[2:] != (7, 7) or local_padding != 3:
             raise InputError(f"the engine's spatial operation has the 7x7 local kernel only, got {self.k7.shape[2:]}")
@@ -143,11 +153,27 @@ class Spatial:
         c = self.c
         if sp["path"] == "dense":
             rh, rw = sp["dense"].shape[2:]
-            return arena.call(lib.pcn_dwconv2d, src, sp["dense"], ffi.NULL, dst, n, c, h, w, rh, rw, rh // 2, rw // 2,
-                              lib.PCN_NHWC, opt)
+            return arena.call(
+                lib.pcn_dwconv2d,
+                src,
+                sp["dense"],
+                ffi.NULL,
+                dst,
+                n,
+                c,
+                h,
+                w,
+                rh,
+                rw,
+                rh // 2,
+                rw // 2,
+                lib.PCN_NHWC,
+                opt,
+            )
         kv, kwl = sp["k_h"].shape[2], sp["k_w"].shape[3]
-        return arena.call(lib.pcn_parc_spatial, src, sp["k_h"], sp["k_w"], self.k7, dst, n, c, h, w, kv, kwl,
-                          lib.PCN_NHWC, opt)
+        return arena.call(
+            lib.pcn_parc_spatial, src, sp["k_h"], sp["k_w"], self.k7, dst, n, c, h, w, kv, kwl, lib.PCN_NHWC, opt
+        )
 
 
 class TokenMixer:
@@ -162,13 +188,24 @@ class TokenMixer:
         self.pw1_b = p["pwconv1.bias"]
         self.pw2_t = p["pwconv2.weight"][:, :, 0, 0].T  # (C', C)
         self.c, self.med = self.pw1_t.shape[0], self.pw1_t.shape[1] // 2
-        self.spatial = Spatial(p["dwconv1.conv_h.weight"], p["dwconv1.conv_w.weight"], p["dwconv2.weight"],
-                               interpolate, local_padding, path)
+        self.spatial = Spatial(
+            p["dwconv1.conv_h.weight"],
+            p["dwconv1.conv_w.weight"],
+            p["dwconv2.weight"],
+            interpolate,
+            local_padding,
+            path,
+        )
 
     def needs(self, n: int, h: int, w: int, threads: int | None) -> dict[str, int]:
         p = n * h * w
-        return {"b": p * self.c, "h": p * 2 * self.med, "g": p * self.med, "s": p * max(self.c, self.med),
-                "ws": self.spatial.prepare(n, h, w, threads)["workspace_floats"]}
+        return {
+            "b": p * self.c,
+            "h": p * 2 * self.med,
+            "g": p * self.med,
+            "s": p * max(self.c, self.med),
+            "ws": self.spatial.prepare(n, h, w, threads)["workspace_floats"],
+        }
 
     def steps(self, arena: Arena, threads: int | None, n: int, h: int, w: int) -> list[Step]:
         p, c, med = n * h * w, self.c, self.med
@@ -213,10 +250,19 @@ class Block:
     b: token mixer, residual (res_scale1) fused with norm2, BGU, residual (res_scale2) fused with
     the next layer's input norm. ``path`` forces the spatial path ("auto": the cost model)."""
 
-    def __init__(self, params: Params, *, res_scale: bool, eps: float, interpolate: bool | int, local_padding: int,
-                 path: str = "auto"):
-        self.mixer = TokenMixer(subtree(params, "token_mixer"), interpolate=interpolate, local_padding=local_padding,
-                                path=path)
+    def __init__(
+        self,
+        params: Params,
+        *,
+        res_scale: bool,
+        eps: float,
+        interpolate: bool | int,
+        local_padding: int,
+        path: str = "auto",
+    ):
+        self.mixer = TokenMixer(
+            subtree(params, "token_mixer"), interpolate=interpolate, local_padding=local_padding, path=path
+        )
         self.mlp = Bgu(subtree(params, "mlp"))
         self.norm1, self.norm2 = _f32(params["norm1.weight"]), _f32(params["norm2.weight"])
         self.scale1 = _f32(params["res_scale1.scale"]) if res_scale else None
@@ -231,16 +277,33 @@ class Block:
         """x = x * scale + s (clauses 8.3, 8.4), then b = LayerNormGeneral(x) * norm if given."""
         c = self.c
         x, s, b = arena.view("x", p, c), arena.view("s", p, c), arena.view("b", p, c)
-        return arena.call(lib.pcn_residual_norm, x, c, _null(scale), s, c, _null(norm), b if norm is not None else ffi.NULL,
-                          c, p, c, self.eps, arena.keep(options(threads)))
+        return arena.call(
+            lib.pcn_residual_norm,
+            x,
+            c,
+            _null(scale),
+            s,
+            c,
+            _null(norm),
+            b if norm is not None else ffi.NULL,
+            c,
+            p,
+            c,
+            self.eps,
+            arena.keep(options(threads)),
+        )
 
-    def steps(self, arena: Arena, threads: int | None, n: int, h: int, w: int, next_norm: np.ndarray | None) -> list[Step]:
+    def steps(
+        self, arena: Arena, threads: int | None, n: int, h: int, w: int, next_norm: np.ndarray | None
+    ) -> list[Step]:
         """Leaves x updated and, when ``next_norm`` is given, b = LayerNormGeneral(x) * next_norm."""
         p = n * h * w
-        return (self.mixer.steps(arena, threads, n, h, w)
-                + [self.residual_step(arena, threads, p, self.scale1, self.norm2)]
-                + self.mlp.steps(arena, threads, p)
-                + [self.residual_step(arena, threads, p, self.scale2, next_norm)])
+        return (
+            self.mixer.steps(arena, threads, n, h, w)
+            + [self.residual_step(arena, threads, p, self.scale1, self.norm2)]
+            + self.mlp.steps(arena, threads, p)
+            + [self.residual_step(arena, threads, p, self.scale2, next_norm)]
+        )
 
 
 def merge_sizes(*sizes: dict[str, int]) -> dict[str, int]:
@@ -258,7 +321,7 @@ def _crop(kernel: np.ndarray, length: int) -> np.ndarray:
     if k <= length:
         return kernel
     start = (k - length) // 2
-    return kernel[:, start:start + length]
+    return kernel[:, start : start + length]
 
 
 class Head:
@@ -279,5 +342,21 @@ class Head:
         """x (N*H*W, C) -> logits (N, K) in buffer "logits", features (N, C) in "features"."""
         x = arena.view("x", n * hw, self.c)
         features, logits = arena.view("features", n, self.c), arena.view("logits", n, self.k)
-        return [arena.call(lib.pcn_head, x, n, hw, self.c, self.norm_w, self.norm_b, self.eps, self.fc_wt, self.fc_b,
-                           self.k, features, logits, arena.keep(options(threads)))]
+        return [
+            arena.call(
+                lib.pcn_head,
+                x,
+                n,
+                hw,
+                self.c,
+                self.norm_w,
+                self.norm_b,
+                self.eps,
+                self.fc_wt,
+                self.fc_b,
+                self.k,
+                features,
+                logits,
+                arena.keep(options(threads)),
+            )
+        ]

@@ -14,7 +14,8 @@ Layout: activations are NHWC, i.e. matrices of N*H*W rows (pixels) by C columns 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -85,8 +86,21 @@ class Arena:
         (m, k), n = a.shape, b.shape[1]
         transposed = not b.flags.c_contiguous
         weight = b.T if transposed else b
-        return self.call(lib.pcn_gemm, self.blas.sgemm, a, k, weight, weight.shape[1], int(transposed), out, n,
-                         m, n, k, self._gemm_opt)
+        return self.call(
+            lib.pcn_gemm,
+            self.blas.sgemm,
+            a,
+            k,
+            weight,
+            weight.shape[1],
+            int(transposed),
+            out,
+            n,
+            m,
+            n,
+            k,
+            self._gemm_opt,
+        )
 
 
 class Plan:

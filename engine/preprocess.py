@@ -23,7 +23,7 @@ import numpy as np
 
 from parcnetv2.errors import InputError
 
-__all__ = ["IMAGE_SIZE", "CROP_PCT", "MEAN", "STD", "require_pillow", "load_image"]
+__all__ = ["CROP_PCT", "IMAGE_SIZE", "MEAN", "STD", "load_image", "require_pillow"]
 
 IMAGE_SIZE = 224
 CROP_PCT = 0.875
@@ -52,14 +52,14 @@ def load_image(path: str | PathLike, size: int = IMAGE_SIZE, crop_pct: float = C
         raise InputError(f"image not found: {path}") from None
     except (OSError, ValueError, image_module.DecompressionBombError) as exc:
         raise InputError(f"cannot read image {path}: {exc}") from None
-    scale = int(math.floor(size / crop_pct))
+    scale = math.floor(size / crop_pct)
     w, h = rgb.size
     if w <= h:
         new_w, new_h = scale, int(scale * h / w)
     else:
         new_w, new_h = int(scale * w / h), scale
     resized = rgb.resize((new_w, new_h), image_module.Resampling.BICUBIC)
-    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)
     crop = resized.crop((left, top, left + size, top + size))
     pixels = np.asarray(crop, dtype=np.float32) / np.float32(255.0)  # (size, size, 3)
     normalised = (pixels - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)

@@ -6,8 +6,9 @@ Module and parameter names are the official ones (``XuRuihan/ParCNetV2``, models
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from parcnetv2.errors import InputError
 from parcnetv2.spec import architecture_defaults, get_variant, variant_names
@@ -49,7 +50,7 @@ class Config:
             raise InputError(f"interpolate must be False, True or an odd positive int, got {interp!r}")
 
     @classmethod
-    def from_variant(cls, variant: str, num_classes: int = 1000, **overrides: Any) -> "Config":
+    def from_variant(cls, variant: str, num_classes: int = 1000, **overrides: Any) -> Config:
         """The official variant ``variant`` with optional overrides (depths, dims,
         global_kernel_sizes, interpolate). Changing the architecture drops the variant name."""
         spec = get_variant(variant)
@@ -60,14 +61,10 @@ class Config:
         }
         unknown = set(overrides) - set(base) - {"interpolate"}
         if unknown:
-            raise InputError(
-                f"unknown override(s) {sorted(unknown)}; allowed: {sorted(base) + ['interpolate']}"
-            )
+            raise InputError(f"unknown override(s) {sorted(unknown)}; allowed: {sorted(base) + ['interpolate']}")
         changes = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in overrides.items()}
         official = all(changes.get(k, v) == v for k, v in base.items())
-        return cls(
-            **{**base, **changes}, num_classes=num_classes, variant=variant if official else None
-        )
+        return cls(**{**base, **changes}, num_classes=num_classes, variant=variant if official else None)
 
     @property
     def eps(self) -> float:
@@ -143,7 +140,9 @@ def components(config: Config) -> Iterator[Component]:
             pad = _conv_h_w_padding(config.global_kernel_sizes[i], config.interpolate)
             yield Component(f"{p}.token_mixer.dwconv1.conv_h", "depthwise_conv2d", {"padding": (pad, 0)}, "NCHW")
             yield Component(f"{p}.token_mixer.dwconv1.conv_w", "depthwise_conv2d", {"padding": (0, pad)}, "NCHW")
-            yield Component(f"{p}.token_mixer.dwconv2", "depthwise_conv2d", {"padding": (local // 2, local // 2)}, "NCHW")
+            yield Component(
+                f"{p}.token_mixer.dwconv2", "depthwise_conv2d", {"padding": (local // 2, local // 2)}, "NCHW"
+            )
             yield Component(f"{p}.token_mixer.pwconv2", "pointwise_conv2d", {}, "NCHW")
             if res:
                 yield Component(f"{p}.res_scale1", "scale", {}, "NHWC")

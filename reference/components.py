@@ -7,7 +7,7 @@ code: the stem takes NCHW, everything after it is NHWC, convolutions run in NCHW
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def subtree(params: Params, prefix: str) -> dict[str, np.ndarray]:
     if not prefix:
         return dict(params)
     head = prefix + "."
-    return {k[len(head):]: v for k, v in params.items() if k.startswith(head)}
+    return {k[len(head) :]: v for k, v in params.items() if k.startswith(head)}
 
 
 def nhwc_to_nchw(x: np.ndarray) -> np.ndarray:
@@ -57,12 +57,14 @@ def downsampling(params: Params, x: np.ndarray, *, stride: int, padding: int, st
 
 def parc_spatial(params: Params, x: np.ndarray, *, interpolate: bool | int, local_padding: int) -> np.ndarray:
     """OC(x) + DW7(x), the spatial part of the token mixer (clauses 5 and 6). x: (N, C, H, W)."""
-    return oversized_conv(x, params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], interpolate) + depthwise_conv2d(
-        x, params["dwconv2.weight"], padding=(local_padding, local_padding)
-    )
+    return oversized_conv(
+        x, params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], interpolate
+    ) + depthwise_conv2d(x, params["dwconv2.weight"], padding=(local_padding, local_padding))
 
 
-def parc_spatial_reparameterized(params: Params, x: np.ndarray, *, interpolate: bool | int, local_padding: int) -> np.ndarray:
+def parc_spatial_reparameterized(
+    params: Params, x: np.ndarray, *, interpolate: bool | int, local_padding: int
+) -> np.ndarray:
     """OC(x) + DW7(x) as one dense depthwise conv with the merged kernel (clause 7.2).
 
     The kernels of the input's size (clause 5) are merged, so every oversized-conv mode works.
@@ -70,8 +72,11 @@ def parc_spatial_reparameterized(params: Params, x: np.ndarray, *, interpolate: 
     """
     x = as_input(x)
     kh, kw, _, _ = instance_kernels(
-        cast(params["dwconv1.conv_h.weight"], x.dtype), cast(params["dwconv1.conv_w.weight"], x.dtype),
-        x.shape[2], x.shape[3], interpolate,
+        cast(params["dwconv1.conv_h.weight"], x.dtype),
+        cast(params["dwconv1.conv_w.weight"], x.dtype),
+        x.shape[2],
+        x.shape[3],
+        interpolate,
     )
     k7 = cast(params["dwconv2.weight"], x.dtype)
     if k7.shape[2] != 2 * local_padding + 1:

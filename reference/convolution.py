@@ -6,7 +6,7 @@ PyTorch's shapes. Computation is vectorized over pixels and channels (sliding wi
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -34,9 +34,7 @@ def _windows(x: np.ndarray, kh: int, kw: int, padding: tuple[int, int]) -> np.nd
     ph, pw = padding
     padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     if padded.shape[2] < kh or padded.shape[3] < kw:
-        raise InputError(
-            f"kernel {kh}x{kw} is larger than the padded input {padded.shape[2]}x{padded.shape[3]}"
-        )
+        raise InputError(f"kernel {kh}x{kw} is larger than the padded input {padded.shape[2]}x{padded.shape[3]}")
     return sliding_window_view(padded, (kh, kw), axis=(2, 3))
 
 

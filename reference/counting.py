@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
 
 from parcnetv2.errors import InputError
 from parcnetv2.reference.architecture import Config, parameter_shapes
 from parcnetv2.reference.model import Model
 
-ModelLike = Union[str, Config, Model]
+ModelLike = str | Config | Model
 
 
 def as_config(model: ModelLike) -> Config:
@@ -61,7 +60,7 @@ def breakdown(model: ModelLike, resolution: int | tuple[int, int] = 224) -> list
         return sum(
             math.prod(shape)
             for name, shape in shapes.items()
-            if name.startswith(prefix) and any(name[len(prefix):].startswith(s) for s in suffixes)
+            if name.startswith(prefix) and any(name[len(prefix) :].startswith(s) for s in suffixes)
         )
 
     rows: list[CountRow] = []

@@ -15,9 +15,7 @@ def as_input(x: Any, name: str = "x") -> np.ndarray:
     """Return ``x`` as an ndarray of float32 or float64; InputError for any other dtype."""
     arr = np.asarray(x)
     if arr.dtype not in SUPPORTED_DTYPES:
-        raise InputError(
-            f"{name} has dtype {arr.dtype}; the reference computes in float32 or float64 only"
-        )
+        raise InputError(f"{name} has dtype {arr.dtype}; the reference computes in float32 or float64 only")
     return arr
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from os import PathLike
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

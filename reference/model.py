@@ -6,7 +6,8 @@ runs in the input's dtype (float32 or float64); weights are cast to it once per 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,6 @@ from parcnetv2.reference.components import (
 )
 from parcnetv2.reference.convolution import linear
 from parcnetv2.reference.dtypes import as_input
-
 
 MAX_LISTED_KEYS = 20  # a message stays readable; the count says how many more there are
 
@@ -94,7 +94,7 @@ class Model:
         """Weights under the official names, in the official order (read-only arrays)."""
         return dict(self._weights)
 
-    def with_reparameterized_mixers(self, enabled: bool = True) -> "Model":
+    def with_reparameterized_mixers(self, enabled: bool = True) -> Model:
         """The same weights with token mixers using the merged dense kernel (clause 7.2)."""
         return Model(self.config, self._weights, reparameterized=enabled)
 

@@ -20,9 +20,7 @@ def layer_norm_general(x: np.ndarray, weight: np.ndarray, eps: float = 1e-6) -> 
     return centred / np.maximum(norm, x.dtype.type(eps)) * cast(weight, x.dtype)
 
 
-def layer_norm(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-6
-) -> np.ndarray:
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Standard LayerNorm over the last axis (clause 4.2), as the head's ``norm`` uses it.
 
     ``y = (x - mean) / sqrt(var + eps) * weight + bias`` with the biased variance.

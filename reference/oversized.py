@@ -73,9 +73,7 @@ def instance_kernels(
     return resize_kernel(kh, size), resize_kernel(kw, size), size // 2, size // 2
 
 
-def oversized_conv(
-    x: np.ndarray, k_h: np.ndarray, k_w: np.ndarray, interpolate: Interpolate = False
-) -> np.ndarray:
+def oversized_conv(x: np.ndarray, k_h: np.ndarray, k_w: np.ndarray, interpolate: Interpolate = False) -> np.ndarray:
     """OC(x): vertical then horizontal depthwise 1-D convolution (clause 5).
 
     x: (N, C, H, W); k_h: (C, 1, K, 1) (``conv_h.weight``); k_w: (C, 1, 1, K) (``conv_w.weight``).

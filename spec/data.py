@@ -13,7 +13,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_toml(name: str) -> dict[str, Any]:
     """Parse one of the spec's TOML files shipped inside ``parcnetv2.spec``."""
     text = resources.files("parcnetv2.spec").joinpath(name).read_text(encoding="utf-8")

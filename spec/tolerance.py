@@ -8,24 +8,25 @@ and ``c`` comes from ``tolerance.toml``. No other tolerance literal exists in th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from parcnetv2.spec.data import load_toml
 
 __all__ = [
-    "unit_roundoff",
-    "gamma",
-    "propagation_length",
-    "propagated_bound",
-    "elementwise_bound",
-    "relative_tolerance",
     "Comparison",
-    "compare",
     "assert_close",
     "assert_relative",
+    "compare",
+    "elementwise_bound",
+    "gamma",
+    "propagated_bound",
+    "propagation_length",
+    "relative_tolerance",
+    "unit_roundoff",
 ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from parcnetv2.errors import InputError
 from parcnetv2.spec.data import load_toml
 
-__all__ = ["Variant", "variant_names", "get_variant", "architecture_defaults"]
+__all__ = ["Variant", "architecture_defaults", "get_variant", "variant_names"]
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,12 @@ def f32(rng, *shape):
 def data():
     rng = np.random.default_rng(11)
     return dict(
-        x=f32(rng, 2, 6, 9, 10), w=f32(rng, 6, 1, 3, 5), b=f32(rng, 6),
-        kh=f32(rng, 6, 1, 17, 1), kw=f32(rng, 6, 1, 1, 19), k7=f32(rng, 6, 1, 7, 7),
+        x=f32(rng, 2, 6, 9, 10),
+        w=f32(rng, 6, 1, 3, 5),
+        b=f32(rng, 6),
+        kh=f32(rng, 6, 1, 17, 1),
+        kw=f32(rng, 6, 1, 1, 19),
+        k7=f32(rng, 6, 1, 7, 7),
     )
 
 
@@ -48,7 +52,10 @@ ERRORS = [
     (lambda d: cext.oversized_conv(d["x"], d["kh"][:3], d["kw"]), r"k_h must be \(6, 1, K, 1\).*\(3, 1, 17, 1\)"),
     (lambda d: cext.oversized_conv(d["x"], d["kh"], d["kw"].reshape(6, 1, 19, 1)), r"k_w must be \(6, 1, 1, K\)"),
     (lambda d: cext.parc_spatial(d["x"], np.zeros((6, 1, 16, 1), np.float32), d["kw"], d["k7"]), r"odd"),
-    (lambda d: cext.parc_spatial(d["x"], d["kh"], d["kw"], d["k7"][:, :, :5, :5]), r"k7 must be \(6, 1, 7, 7\).*\(6, 1, 5, 5\)"),
+    (
+        lambda d: cext.parc_spatial(d["x"], d["kh"], d["kw"], d["k7"][:, :, :5, :5]),
+        r"k7 must be \(6, 1, 7, 7\).*\(6, 1, 5, 5\)",
+    ),
     (lambda d: cext.parc_spatial(d["x"], d["kh"], d["kw"], d["k7"], path="fast"), r"path"),
     (lambda d: cext.parc_spatial(d["x"], d["kh"], d["kw"], d["k7"], nchw_kernel="rows"), r"nchw_kernel"),
     (lambda d: cext.parc_spatial(d["x"][:, :, :0], d["kh"], d["kw"], d["k7"]), r"empty"),
@@ -86,7 +93,9 @@ def test_float64_and_float16_inputs_are_converted(data):
     x16 = data["x"].astype(np.float16)
     y16 = cext.oversized_conv(x16, data["kh"].astype(np.float16), data["kw"])
     assert y16.dtype == np.float32
-    assert np.array_equal(y16, cext.oversized_conv(x16.astype(np.float32), data["kh"].astype(np.float16).astype(np.float32), data["kw"]))
+    assert np.array_equal(
+        y16, cext.oversized_conv(x16.astype(np.float32), data["kh"].astype(np.float16).astype(np.float32), data["kw"])
+    )
 
 
 def test_non_contiguous_inputs(data):
@@ -99,7 +108,9 @@ def test_non_contiguous_inputs(data):
     expected = cext.dwconv2d(np.ascontiguousarray(x), np.ascontiguousarray(w))
     assert np.array_equal(cext.dwconv2d(x, w), expected)
     y = cext.parc_spatial(x, kh, data["kw"], data["k7"])
-    assert np.array_equal(y, cext.parc_spatial(np.ascontiguousarray(x), np.ascontiguousarray(kh), data["kw"], data["k7"]))
+    assert np.array_equal(
+        y, cext.parc_spatial(np.ascontiguousarray(x), np.ascontiguousarray(kh), data["kw"], data["k7"])
+    )
     # an NHWC view of an NCHW array (a transpose) is also accepted
     xt = x.transpose(0, 2, 3, 1)
     y_nhwc = cext.parc_spatial(xt, kh, data["kw"], data["k7"], layout="NHWC")
@@ -107,20 +118,36 @@ def test_non_contiguous_inputs(data):
     k = [a.astype(np.float64) for a in (kh, data["kw"], data["k7"])]
     ref_y = ref.oversized_conv(x64, k[0], k[1]) + ref.depthwise_conv2d(x64, k[2])
     mag = ref.oversized_conv(np.abs(x64), np.abs(k[0]), np.abs(k[1])) + ref.depthwise_conv2d(np.abs(x64), np.abs(k[2]))
-    assert_close(y_nhwc.transpose(0, 3, 1, 2), ref_y, elementwise_bound(mag, np.float32, 17 + 19 + 49),
-                 op="parc_spatial", params=dict(layout="NHWC", view="transpose"), dtype=np.float32)
+    assert_close(
+        y_nhwc.transpose(0, 3, 1, 2),
+        ref_y,
+        elementwise_bound(mag, np.float32, 17 + 19 + 49),
+        op="parc_spatial",
+        params=dict(layout="NHWC", view="transpose"),
+        dtype=np.float32,
+    )
 
 
 def test_empty_batch(data):
     x0 = data["x"][:0]
     assert cext.dwconv2d(x0, data["w"]).shape == (0, 6, 9, 10)
-    assert cext.parc_spatial(x0.transpose(0, 2, 3, 1), data["kh"], data["kw"], data["k7"], layout="NHWC").shape == (0, 9, 10, 6)
+    assert cext.parc_spatial(x0.transpose(0, 2, 3, 1), data["kh"], data["kw"], data["k7"], layout="NHWC").shape == (
+        0,
+        9,
+        10,
+        6,
+    )
 
 
 def test_output_shapes(data):
     x = data["x"]
     assert cext.dwconv2d(x, data["w"], padding=(0, 0)).shape == (2, 6, 7, 6)
-    assert cext.oversized_conv(x, np.ones((6, 1, 4, 1), np.float32), np.ones((6, 1, 1, 6), np.float32)).shape == (2, 6, 10, 11)
+    assert cext.oversized_conv(x, np.ones((6, 1, 4, 1), np.float32), np.ones((6, 1, 1, 6), np.float32)).shape == (
+        2,
+        6,
+        10,
+        11,
+    )
     assert cext.reparameterize(data["kh"], data["kw"], data["k7"]).shape == (6, 1, 17, 19)
     assert cext.reparameterize(data["kh"][:, :, :3], data["kw"][:, :, :, :5], data["k7"]).shape == (6, 1, 7, 7)
 
@@ -159,8 +186,10 @@ def test_concurrent_calls_from_python_threads():
     serial = [cext.parc_spatial(x, kh, kw, k7, layout=lay, path=p, threads=t) for x, kh, kw, k7, lay, p, t in jobs]
     with cf.ThreadPoolExecutor(max_workers=8) as pool:
         for _ in range(3):
-            futures = [pool.submit(cext.parc_spatial, x, kh, kw, k7, layout=lay, path=p, threads=t)
-                       for x, kh, kw, k7, lay, p, t in jobs]
+            futures = [
+                pool.submit(cext.parc_spatial, x, kh, kw, k7, layout=lay, path=p, threads=t)
+                for x, kh, kw, k7, lay, p, t in jobs
+            ]
             for i, (fut, want) in enumerate(zip(futures, serial)):
                 got = fut.result()
                 assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), f"job {i} differs under concurrency"

@@ -4,10 +4,11 @@ vector, and the C self-check program built by the Makefile passes them and rejec
 from __future__ import annotations
 
 import glob
-import re
 import os
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +35,13 @@ def test_format_roundtrip(vectors):
         case = golden.read_case(path)
         name = os.path.basename(path)[3:-5]
         want = original[name]
-        assert (case.op, case.layout, case.path, case.dims, case.n) == (want.op, want.layout, want.path, want.dims, want.n)
+        assert (case.op, case.layout, case.path, case.dims, case.n) == (
+            want.op,
+            want.layout,
+            want.path,
+            want.dims,
+            want.n,
+        )
         assert case.arrays.keys() == want.arrays.keys()
         for key, arr in want.arrays.items():
             assert case.arrays[key].dtype == arr.dtype.newbyteorder("<") and np.array_equal(case.arrays[key], arr), key
@@ -68,13 +75,17 @@ def _toolchain():
 def test_c_selfcheck_program(vectors, tmp_path):
     out, _ = vectors
     build = tmp_path / "build"
-    run = subprocess.run(["make", "-s", "-C", CEXT_DIR, f"BUILD={build}", "selfcheck", f"VECTORS={out}"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["make", "-s", "-C", CEXT_DIR, f"BUILD={build}", "selfcheck", f"VECTORS={out}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert re.search(r"(\d+) runs, 0 failures", run.stdout)
     # a corrupt file is rejected with exit status 2
     bad = tmp_path / "bad.pcng"
-    data = bytearray(open(sorted(glob.glob(str(out / "*.pcng")))[0], "rb").read())
+    data = bytearray(Path(sorted(glob.glob(str(out / "*.pcng")))[0]).read_bytes())
     data[0:8] = b"NOTGOLD\x00"
     bad.write_bytes(bytes(data))
     run = subprocess.run([str(build / "pcn_selfcheck"), str(bad)], capture_output=True, text=True, timeout=60)
@@ -89,6 +100,3 @@ def test_c_selfcheck_program(vectors, tmp_path):
     golden.write_case(str(wrong), case)
     run = subprocess.run([str(build / "pcn_selfcheck"), str(wrong)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 1 and "FAIL" in run.stdout
-
-
-

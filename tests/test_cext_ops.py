@@ -91,8 +91,14 @@ def test_dwconv2d_matches_reference(case, route, isa):
     b = f32(rng, C) if bias else None
     y_ref, mag = ref_dwconv(x, w, b, padding)
     y = cext.dwconv2d(to_layout(x, layout), w, b, padding=padding, layout=layout, isa=isa, nchw_kernel=nk)
-    check(from_layout(y, layout), y_ref, mag, KH * KW + bias, "dwconv2d",
-          dict(shape=x.shape, kernel=(KH, KW), padding=padding, bias=bias, layout=layout, route=nk, isa=isa))
+    check(
+        from_layout(y, layout),
+        y_ref,
+        mag,
+        KH * KW + bias,
+        "dwconv2d",
+        dict(shape=x.shape, kernel=(KH, KW), padding=padding, bias=bias, layout=layout, route=nk, isa=isa),
+    )
 
 
 # ------------------------------------------------------------------------- oversized conv
@@ -117,13 +123,19 @@ def test_oversized_conv_matches_reference(case, route, isa):
     x, kh, kw = f32(rng, N, C, H, W), f32(rng, C, 1, KV, 1), f32(rng, C, 1, 1, KW)
     y_ref, mag = ref_oc(x, kh, kw)
     y = cext.oversized_conv(to_layout(x, layout), kh, kw, layout=layout, isa=isa, nchw_kernel=nk)
-    check(from_layout(y, layout), y_ref, mag, KV + KW, "oversized_conv",
-          dict(shape=x.shape, k_h=kh.shape, k_w=kw.shape, layout=layout, route=nk, isa=isa))
+    check(
+        from_layout(y, layout),
+        y_ref,
+        mag,
+        KV + KW,
+        "oversized_conv",
+        dict(shape=x.shape, k_h=kh.shape, k_w=kw.shape, layout=layout, route=nk, isa=isa),
+    )
 
 
 # ------------------------------------------------------------------------- fused ParC op
 
-PARC = [c for c in SEPARABLE] + [
+PARC = list(SEPARABLE) + [
     (1, 6, 6, 6, 3, 3),  # K < 7: the reparameterized kernel is 7x7
     (2, 24, 14, 14, 27, 27),  # stage-2-like
     (1, 20, 7, 7, 13, 13),  # stage-3-like
@@ -141,8 +153,14 @@ def test_parc_spatial_matches_reference(case, route, isa, path):
     x, kh, kw, k7 = f32(rng, N, C, H, W), f32(rng, C, 1, KV, 1), f32(rng, C, 1, 1, KW), f32(rng, C, 1, 7, 7)
     y_ref, mag = ref_parc(x, kh, kw, k7)
     y = cext.parc_spatial(to_layout(x, layout), kh, kw, k7, layout=layout, path=path, isa=isa, nchw_kernel=nk)
-    check(from_layout(y, layout), y_ref, mag, KV + KW + 49, "parc_spatial",
-          dict(shape=x.shape, K=(KV, KW), layout=layout, route=nk, isa=isa, path=path))
+    check(
+        from_layout(y, layout),
+        y_ref,
+        mag,
+        KV + KW + 49,
+        "parc_spatial",
+        dict(shape=x.shape, K=(KV, KW), layout=layout, route=nk, isa=isa, path=path),
+    )
 
 
 def test_parc_stage0_shape_both_paths():
@@ -153,8 +171,14 @@ def test_parc_stage0_shape_both_paths():
     for layout, nk in ROUTES:
         for path in ("separable", "dense"):
             y = cext.parc_spatial(to_layout(x, layout), kh, kw, k7, layout=layout, path=path, nchw_kernel=nk)
-            check(from_layout(y, layout), y_ref, mag, 111 + 111 + 49, "parc_spatial",
-                  dict(shape=x.shape, K=111, layout=layout, route=nk, path=path))
+            check(
+                from_layout(y, layout),
+                y_ref,
+                mag,
+                111 + 111 + 49,
+                "parc_spatial",
+                dict(shape=x.shape, K=111, layout=layout, route=nk, path=path),
+            )
 
 
 # ------------------------------------------------------------------------- reparameterization
@@ -198,10 +222,12 @@ def test_threads_bit_identical(route, isa):
     runs = {
         "dwconv2d": lambda t: cext.dwconv2d(x, w, b, layout=layout, threads=t, isa=isa, nchw_kernel=nk),
         "oversized_conv": lambda t: cext.oversized_conv(x, kh, kw, layout=layout, threads=t, isa=isa, nchw_kernel=nk),
-        "parc_separable": lambda t: cext.parc_spatial(x, kh, kw, k7, layout=layout, threads=t, isa=isa,
-                                                      path="separable", nchw_kernel=nk),
-        "parc_dense": lambda t: cext.parc_spatial(x, kh, kw, k7, layout=layout, threads=t, isa=isa, path="dense",
-                                                  nchw_kernel=nk),
+        "parc_separable": lambda t: cext.parc_spatial(
+            x, kh, kw, k7, layout=layout, threads=t, isa=isa, path="separable", nchw_kernel=nk
+        ),
+        "parc_dense": lambda t: cext.parc_spatial(
+            x, kh, kw, k7, layout=layout, threads=t, isa=isa, path="dense", nchw_kernel=nk
+        ),
     }
     for name, fn in runs.items():
         one = fn(1)
@@ -225,9 +251,17 @@ dims = st.integers(min_value=1, max_value=12)
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    n=st.integers(1, 2), c=st.integers(1, 21), h=dims, w=dims,
-    kh=st.integers(1, 15), kw=st.integers(1, 15), ph=st.integers(0, 8), pw=st.integers(0, 8),
-    bias=st.booleans(), route=st.sampled_from(ROUTES), isa=st.sampled_from(ISAS),
+    n=st.integers(1, 2),
+    c=st.integers(1, 21),
+    h=dims,
+    w=dims,
+    kh=st.integers(1, 15),
+    kw=st.integers(1, 15),
+    ph=st.integers(0, 8),
+    pw=st.integers(0, 8),
+    bias=st.booleans(),
+    route=st.sampled_from(ROUTES),
+    isa=st.sampled_from(ISAS),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_dwconv2d_hypothesis(n, c, h, w, kh, kw, ph, pw, bias, route, isa, seed):
@@ -239,15 +273,27 @@ def test_dwconv2d_hypothesis(n, c, h, w, kh, kw, ph, pw, bias, route, isa, seed)
     b = f32(rng, c) if bias else None
     y_ref, mag = ref_dwconv(x, wt, b, (ph, pw))
     y = cext.dwconv2d(to_layout(x, layout), wt, b, padding=(ph, pw), layout=layout, isa=isa, nchw_kernel=nk)
-    check(from_layout(y, layout), y_ref, mag, kh * kw + bias, "dwconv2d",
-          dict(shape=x.shape, kernel=(kh, kw), padding=(ph, pw), layout=layout, route=nk, isa=isa, seed=seed))
+    check(
+        from_layout(y, layout),
+        y_ref,
+        mag,
+        kh * kw + bias,
+        "dwconv2d",
+        dict(shape=x.shape, kernel=(kh, kw), padding=(ph, pw), layout=layout, route=nk, isa=isa, seed=seed),
+    )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    n=st.integers(1, 2), c=st.integers(1, 21), h=dims, w=dims,
-    kv=st.integers(0, 15), kw=st.integers(0, 15), route=st.sampled_from(ROUTES),
-    isa=st.sampled_from(ISAS), path=st.sampled_from(["separable", "dense", "auto"]),
+    n=st.integers(1, 2),
+    c=st.integers(1, 21),
+    h=dims,
+    w=dims,
+    kv=st.integers(0, 15),
+    kw=st.integers(0, 15),
+    route=st.sampled_from(ROUTES),
+    isa=st.sampled_from(ISAS),
+    path=st.sampled_from(["separable", "dense", "auto"]),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_parc_spatial_hypothesis(n, c, h, w, kv, kw, route, isa, path, seed):
@@ -257,14 +303,26 @@ def test_parc_spatial_hypothesis(n, c, h, w, kv, kw, route, isa, path, seed):
     x, kh, kwt, k7 = f32(rng, n, c, h, w), f32(rng, c, 1, kv, 1), f32(rng, c, 1, 1, kw), f32(rng, c, 1, 7, 7)
     y_ref, mag = ref_parc(x, kh, kwt, k7)
     y = cext.parc_spatial(to_layout(x, layout), kh, kwt, k7, layout=layout, isa=isa, path=path, nchw_kernel=nk)
-    check(from_layout(y, layout), y_ref, mag, kv + kw + 49, "parc_spatial",
-          dict(shape=x.shape, K=(kv, kw), layout=layout, route=nk, isa=isa, path=path, seed=seed))
+    check(
+        from_layout(y, layout),
+        y_ref,
+        mag,
+        kv + kw + 49,
+        "parc_spatial",
+        dict(shape=x.shape, K=(kv, kw), layout=layout, route=nk, isa=isa, path=path, seed=seed),
+    )
 
 
 @settings(max_examples=30, deadline=None)
 @given(
-    c=st.integers(1, 9), h=dims, w=dims, kv=st.integers(1, 27), kw=st.integers(1, 27),
-    route=st.sampled_from(ROUTES), isa=st.sampled_from(ISAS), seed=st.integers(0, 2**31 - 1),
+    c=st.integers(1, 9),
+    h=dims,
+    w=dims,
+    kv=st.integers(1, 27),
+    kw=st.integers(1, 27),
+    route=st.sampled_from(ROUTES),
+    isa=st.sampled_from(ISAS),
+    seed=st.integers(0, 2**31 - 1),
 )
 def test_oversized_conv_hypothesis(c, h, w, kv, kw, route, isa, seed):
     layout, nk = route
@@ -272,8 +330,14 @@ def test_oversized_conv_hypothesis(c, h, w, kv, kw, route, isa, seed):
     x, kh, kwt = f32(rng, 1, c, h, w), f32(rng, c, 1, kv, 1), f32(rng, c, 1, 1, kw)
     y_ref, mag = ref_oc(x, kh, kwt)
     y = cext.oversized_conv(to_layout(x, layout), kh, kwt, layout=layout, isa=isa, nchw_kernel=nk)
-    check(from_layout(y, layout), y_ref, mag, kv + kw, "oversized_conv",
-          dict(shape=x.shape, K=(kv, kw), layout=layout, route=nk, isa=isa, seed=seed))
+    check(
+        from_layout(y, layout),
+        y_ref,
+        mag,
+        kv + kw,
+        "oversized_conv",
+        dict(shape=x.shape, K=(kv, kw), layout=layout, route=nk, isa=isa, seed=seed),
+    )
 
 
 @pytest.mark.parametrize("isa", [i for i in ISAS if i != "scalar"])
@@ -284,16 +348,32 @@ def test_isa_agrees_with_scalar(route, isa):
     layout, nk = route
     rng = np.random.default_rng(8)
     x = f32(rng, 2, 19, 13, 17)
-    kh, kw, k7, w, b = f32(rng, 19, 1, 25, 1), f32(rng, 19, 1, 1, 33), f32(rng, 19, 1, 7, 7), f32(rng, 19, 1, 9, 5), f32(rng, 19)
+    kh, kw, k7, w, b = (
+        f32(rng, 19, 1, 25, 1),
+        f32(rng, 19, 1, 1, 33),
+        f32(rng, 19, 1, 7, 7),
+        f32(rng, 19, 1, 9, 5),
+        f32(rng, 19),
+    )
     xi = to_layout(x, layout)
     _, mag_dw = ref_dwconv(x, w, b, None)
     _, mag_parc = ref_parc(x, kh, kw, k7)
     cases = [
         ("dwconv2d", lambda i: cext.dwconv2d(xi, w, b, layout=layout, isa=i, nchw_kernel=nk), mag_dw, 9 * 5 + 1),
-        ("parc_spatial", lambda i: cext.parc_spatial(xi, kh, kw, k7, layout=layout, isa=i, nchw_kernel=nk,
-                                                     path="separable"), mag_parc, 25 + 33 + 49),
+        (
+            "parc_spatial",
+            lambda i: cext.parc_spatial(xi, kh, kw, k7, layout=layout, isa=i, nchw_kernel=nk, path="separable"),
+            mag_parc,
+            25 + 33 + 49,
+        ),
     ]
     for op, fn, mag, n in cases:
         simd, scalar = from_layout(fn(isa), layout), from_layout(fn("scalar"), layout)
-        assert_close(simd, scalar.astype(np.float64), 2 * elementwise_bound(mag, np.float32, n), op=op,
-                     params=dict(layout=layout, route=nk, isa=isa, against="scalar"), dtype=np.float32)
+        assert_close(
+            simd,
+            scalar.astype(np.float64),
+            2 * elementwise_bound(mag, np.float32, n),
+            op=op,
+            params=dict(layout=layout, route=nk, isa=isa, against="scalar"),
+            dtype=np.float32,
+        )

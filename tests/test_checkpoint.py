@@ -259,8 +259,18 @@ def test_untyped_storage_v3(tmp_path: Path) -> None:
     """torch >= 2.3 writes uint16/32/64 as _rebuild_tensor_v3(UntypedStorage, ..., dtype)."""
     vals = np.array([1, 2, 65535], "<u2")
     st = tup(s("storage"), glob("torch.storage", "UntypedStorage"), s("0"), s("cpu"), i(6)) + b"Q"
-    body = dct(u=call(glob("torch._utils", "_rebuild_tensor_v3"), st, i(0), tup(i(3)), tup(i(1)),
-                      b"\x89", call(glob("collections", "OrderedDict")), glob("torch", "uint16")))
+    body = dct(
+        u=call(
+            glob("torch._utils", "_rebuild_tensor_v3"),
+            st,
+            i(0),
+            tup(i(3)),
+            tup(i(1)),
+            b"\x89",
+            call(glob("collections", "OrderedDict")),
+            glob("torch", "uint16"),
+        )
+    )
     torch_zip(tmp_path / "u.pt", pkl(body), {"0": vals.tobytes()})
     assert_sd_equal(read_state_dict(tmp_path / "u.pt"), {"u": vals})
     body_f8 = body.replace(glob("torch", "uint16"), glob("torch", "float8_e4m3fn"))
@@ -392,8 +402,11 @@ def test_key_only_for_torch(tmp_path: Path) -> None:
 def test_missing_file_and_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="nope.pth: no such file"):
         read_state_dict(tmp_path / "nope.pth")
-    with pytest.raises(CheckpointError, match=r"w.h5: unknown weights file extension '.h5'; "
-                                              r"supported: .npz, .safetensors, .pth, .pt, .bin"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"w.h5: unknown weights file extension '.h5'; "
+        r"supported: .npz, .safetensors, .pth, .pt, .bin",
+    ):
         read_state_dict(tmp_path / "w.h5")
     with pytest.raises(CheckpointError, match="unknown weights file extension"):
         write_state_dict(tmp_path / "w.onnx", {})
@@ -443,19 +456,27 @@ def st_file(tmp_path: Path, header: bytes, data: bytes = b"", length: int | None
         (b"{}", b"", 10**12, "header length 1000000000000 is over"),
         (b"{}", b"", 50, "runs past the end of the file"),
         (b"[1, 2]", b"", None, "not a JSON object"),
-        (b"{\"a\": ", b"", None, "not valid JSON"),
+        (b'{"a": ', b"", None, "not valid JSON"),
         (b"{\xff}", b"", None, "not UTF-8"),
-        (b'{"a":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}}', b"\0", None,
-         "dtype F8_E4M3 is not supported"),
-        (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', b"\0" * 4, None,
-         "4 data bytes for shape"),
+        (b'{"a":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}}', b"\0", None, "dtype F8_E4M3 is not supported"),
+        (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', b"\0" * 4, None, "4 data bytes for shape"),
         (b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', b"\0" * 3, None, "run past"),
         (b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', b"\0" * 8, None, "leave a gap"),
-        (b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
-         b'"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', b"\0" * 4, None, "overlap"),
+        (
+            b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+            b'"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+            b"\0" * 4,
+            None,
+            "overlap",
+        ),
         (b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', b"\0" * 6, None, "cover 4"),
-        (b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
-         b'"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', b"\0" * 4, None, "twice"),
+        (
+            b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+            b'"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+            b"\0" * 4,
+            None,
+            "twice",
+        ),
         (b'{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}', b"\0" * 4, None, "shape"),
         (b'{"a":{"dtype":"F32","shape":[true],"data_offsets":[0,4]}}', b"\0" * 4, None, "shape"),
         (b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}', b"\0" * 4, None, "data_offsets"),
@@ -532,26 +553,62 @@ def test_fortran_order_npz(tmp_path: Path) -> None:
     "body, storages, message",
     [
         (dct(w=tensor(zip_storage("0", 4), 0, (2,), (1,))), {}, "storage record 'archive/data/0' is missing"),
-        (dct(w=tensor(zip_storage("0", 4), 0, (2,), (1,))), {"0": b"\0" * 12},
-         "is 12 bytes, but the pickle declares 4 x 4-byte elements"),
-        (dct(w=tensor(zip_storage("0", 4), 3, (2,), (1,))), {"0": b"\0" * 16},
-         r"reads element 4 of a storage of 4 elements"),
-        (dct(w=tensor(zip_storage("0", 4), 0, (2, 2), (3, 1))), {"0": b"\0" * 16},
-         r"reads element 4 of a storage"),
-        (dct(w=tensor(zip_storage("0", 4), 0, (2,), (-1,))), {"0": b"\0" * 16},
-         "stride is -1, expected an int >= 0"),
+        (
+            dct(w=tensor(zip_storage("0", 4), 0, (2,), (1,))),
+            {"0": b"\0" * 12},
+            "is 12 bytes, but the pickle declares 4 x 4-byte elements",
+        ),
+        (
+            dct(w=tensor(zip_storage("0", 4), 3, (2,), (1,))),
+            {"0": b"\0" * 16},
+            r"reads element 4 of a storage of 4 elements",
+        ),
+        (dct(w=tensor(zip_storage("0", 4), 0, (2, 2), (3, 1))), {"0": b"\0" * 16}, r"reads element 4 of a storage"),
+        (dct(w=tensor(zip_storage("0", 4), 0, (2,), (-1,))), {"0": b"\0" * 16}, "stride is -1, expected an int >= 0"),
         (dct(w=tensor(zip_storage("0", 4), 0, (2,), (1, 1))), {"0": b"\0" * 16}, "differ in length"),
-        (dct(w=tensor(zip_storage("0", 4, "QInt8Storage"), 0, (2,), (1,))), {"0": b"\0" * 4},
-         "quantized storage torch.QInt8Storage is not supported"),
-        (dct(w=call(glob("torch._utils", "_rebuild_tensor_v2"), s("no storage"), i(0), tup(), tup(),
-                    b"\x89", call(glob("collections", "OrderedDict")))), {}, "storage argument is"),
+        (
+            dct(w=tensor(zip_storage("0", 4, "QInt8Storage"), 0, (2,), (1,))),
+            {"0": b"\0" * 4},
+            "quantized storage torch.QInt8Storage is not supported",
+        ),
+        (
+            dct(
+                w=call(
+                    glob("torch._utils", "_rebuild_tensor_v2"),
+                    s("no storage"),
+                    i(0),
+                    tup(),
+                    tup(),
+                    b"\x89",
+                    call(glob("collections", "OrderedDict")),
+                )
+            ),
+            {},
+            "storage argument is",
+        ),
         (dct(w=tup(s("storage")) + b"Q"), {}, "malformed persistent id"),
         (dct(w=tup(s("module"), s("x"), s("0"), s("cpu"), i(1)) + b"Q"), {}, "kind module"),
-        (dct(w=tup(s("storage"), glob("torch", "FloatStorage"), s("../../etc/passwd"), s("cpu"),
-                   i(1)) + b"Q"), {}, "bad storage key"),
-        (dct(w=call(glob("torch._utils", "_rebuild_tensor_v2"), zip_storage("0", 1), i(0), tup(),
-                    tup(), b"\x89", call(glob("collections", "OrderedDict")), dct(funny=b"\x88"))),
-         {"0": b"\0" * 4}, "unsupported tensor metadata funny=True"),
+        (
+            dct(w=tup(s("storage"), glob("torch", "FloatStorage"), s("../../etc/passwd"), s("cpu"), i(1)) + b"Q"),
+            {},
+            "bad storage key",
+        ),
+        (
+            dct(
+                w=call(
+                    glob("torch._utils", "_rebuild_tensor_v2"),
+                    zip_storage("0", 1),
+                    i(0),
+                    tup(),
+                    tup(),
+                    b"\x89",
+                    call(glob("collections", "OrderedDict")),
+                    dct(funny=b"\x88"),
+                )
+            ),
+            {"0": b"\0" * 4},
+            "unsupported tensor metadata funny=True",
+        ),
         (b"K\x01", {}, "holds a int"),
     ],
 )
@@ -666,6 +723,14 @@ def test_allowlist_is_small_and_documented() -> None:
     modules = {name.rsplit(".", 1)[0] for name in allowed}
     assert modules <= {"collections", "torch", "torch._utils", "torch._tensor", "torch.tensor",
                        "torch.storage", "torch.cuda", "argparse"}  # fmt: skip
-    for bad in ("builtins.eval", "os.system", "posix.system", "torch.load", "numpy.load",
-                "torch.storage._load_from_bytes", "functools.partial", "copyreg._reconstructor"):
+    for bad in (
+        "builtins.eval",
+        "os.system",
+        "posix.system",
+        "torch.load",
+        "numpy.load",
+        "torch.storage._load_from_bytes",
+        "functools.partial",
+        "copyreg._reconstructor",
+    ):
         assert bad not in allowed

@@ -27,7 +27,7 @@ names = names.filter(lambda n: not n.startswith("module.") and n != "__metadata_
 
 
 @st.composite
-def arrays(draw) -> np.ndarray:  # noqa: ANN001
+def arrays(draw) -> np.ndarray:
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     shape = tuple(draw(st.lists(st.integers(0, 3), max_size=3)))
     n = int(np.prod(shape)) * dtype.itemsize
@@ -85,6 +85,7 @@ def sample_files(tmp: Path) -> dict[str, bytes]:
 
 def legacy_bytes() -> bytes:
     """A torch < 1.6 file: two views of one storage and a half tensor."""
+
     def tensor(key: bytes, stype: bytes, numel: int, offset: int, size: bytes, stride: bytes) -> bytes:
         return (b"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\n" + stype
                 + b"\nX" + struct.pack("<I", len(key)) + key + b"X\x03\x00\x00\x00cpuK"
@@ -93,7 +94,8 @@ def legacy_bytes() -> bytes:
 
     body = (b"\x80\x02}(X\x01\x00\x00\x00a" + tensor(b"7", b"FloatStorage", 6, 0, b"K\x02K\x03\x86", b"K\x03K\x01\x86")
             + b"X\x01\x00\x00\x00t" + tensor(b"7", b"FloatStorage", 6, 1, b"K\x02\x85", b"K\x03\x85")
-            + b"X\x01\x00\x00\x00h" + tensor(b"9", b"HalfStorage", 2, 0, b"K\x02\x85", b"K\x01\x85") + b"u.")  # fmt: skip
+            + b"X\x01\x00\x00\x00h" + tensor(b"9", b"HalfStorage", 2, 0, b"K\x02\x85", b"K\x01\x85")
+            + b"u.")  # fmt: skip
     head = b"".join(pickle.dumps(x, 2) for x in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}))
     tail = pickle.dumps(["7", "9"], 2) + struct.pack("<q", 6) + np.arange(6, dtype=np.float32).tobytes()
     tail += struct.pack("<q", 2) + np.ones(2, np.float16).tobytes()
@@ -111,7 +113,7 @@ def rezip_with_pickle(pth: bytes, data_pkl: bytes) -> bytes:
     return out.getvalue()
 
 
-def mutate(data: bytes, draw) -> bytes:  # noqa: ANN001
+def mutate(data: bytes, draw) -> bytes:
     kind = draw(st.sampled_from(["flip", "cut", "insert", "overwrite"]))
     buf = bytearray(data)
     if kind == "cut":

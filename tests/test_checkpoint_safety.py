@@ -30,10 +30,10 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 class Reduce:
     """Pickles as ``fn(*args)``: the classic payload."""
 
-    def __init__(self, fn, *args):  # noqa: ANN001, ANN002
+    def __init__(self, fn, *args):
         self.fn, self.args = fn, args
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return self.fn, self.args
 
 
@@ -52,28 +52,42 @@ def payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
         "os.system p0 text": (b"cos\nsystem\n(" + q(f"touch {m}") + b"tR.", "os.system"),
         "INST opcode": (b"(" + q(f"touch {m}") + b"ios\nsystem\n.", "os.system"),
         "OBJ opcode": (b"(cos\nsystem\n" + q(f"touch {m}") + b"o.", "os.system"),
-        "builtins.exec": (pickle.dumps(Reduce(exec, f"open({m!r}, 'w').close()"), protocol=2),
-                          "builtins.exec"),
-        "builtins.eval": (pickle.dumps(Reduce(eval, f"open({m!r}, 'w').close()"), protocol=2),
-                          "builtins.eval"),
+        "builtins.exec": (pickle.dumps(Reduce(exec, f"open({m!r}, 'w').close()"), protocol=2), "builtins.exec"),
+        "builtins.eval": (pickle.dumps(Reduce(eval, f"open({m!r}, 'w').close()"), protocol=2), "builtins.eval"),
         "__builtin__.getattr": (
-            b"c__builtin__\ngetattr\n(c__builtin__\n__import__\n(" + q("os") + b"tR" + q("system")
-            + b"tR(" + q(f"touch {m}") + b"tR.", "__builtin__.getattr"),
-        "subprocess.Popen": (pickle.dumps(Reduce(subprocess.Popen, ["touch", m]), protocol=2),
-                             "subprocess.Popen"),
+            b"c__builtin__\ngetattr\n(c__builtin__\n__import__\n("
+            + q("os")
+            + b"tR"
+            + q("system")
+            + b"tR("
+            + q(f"touch {m}")
+            + b"tR.",
+            "__builtin__.getattr",
+        ),
+        "subprocess.Popen": (pickle.dumps(Reduce(subprocess.Popen, ["touch", m]), protocol=2), "subprocess.Popen"),
         "functools.partial": (
             pickle.dumps(Reduce(functools.partial(os.system, f"touch {m}")), protocol=2),
-            "functools.partial"),
+            "functools.partial",
+        ),
         "operator.attrgetter": (
-            b"coperator\nattrgetter\n(" + q("system") + b"tR(cbuiltins\n__import__\n(" + q("os")
-            + b"tRtR(" + q(f"touch {m}") + b"tR.", "operator.attrgetter"),
+            b"coperator\nattrgetter\n("
+            + q("system")
+            + b"tR(cbuiltins\n__import__\n("
+            + q("os")
+            + b"tRtR("
+            + q(f"touch {m}")
+            + b"tR.",
+            "operator.attrgetter",
+        ),
         "copyreg._reconstructor": (
             b"ccopyreg\n_reconstructor\n(cos\n_wrap_close\ncbuiltins\nobject\nNtR.",
-            "copyreg._reconstructor"),
+            "copyreg._reconstructor",
+        ),
         "torch.storage._load_from_bytes": (
-            b"\x80\x02ctorch.storage\n_load_from_bytes\n(C\x00tR.", "torch.storage._load_from_bytes"),
-        "numpy reconstruct": (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n.",
-                              "numpy.core.multiarray._reconstruct"),
+            b"\x80\x02ctorch.storage\n_load_from_bytes\n(C\x00tR.",
+            "torch.storage._load_from_bytes",
+        ),
+        "numpy reconstruct": (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n.", "numpy.core.multiarray._reconstruct"),
     }
 
 
@@ -140,16 +154,27 @@ def test_positive_control_payloads_are_live(tmp_path: Path, name: str) -> None:
     marker = tmp_path / "MARKER"
     data, _ = payloads(marker)[name]
     (tmp_path / "p.pkl").write_bytes(data)
-    code = ("import pickle, sys; r = pickle.loads(open(sys.argv[1], 'rb').read()); "
-            "getattr(r, 'wait', lambda: None)()")  # Popen: wait for the child
+    code = (
+        "import pickle, sys; r = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        "getattr(r, 'wait', lambda: None)()"
+    )  # Popen: wait for the child
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.pkl")], check=True, timeout=60)
     assert marker.exists()
 
 
 TENSOR = (  # _rebuild_tensor_v2(('storage', torch.FloatStorage, '0', 'cpu', 1), 0, (), (), False, OrderedDict())
-    b"ctorch._utils\n_rebuild_tensor_v2\n(" b"(X\x07\x00\x00\x00storage" b"ctorch\nFloatStorage\n"
-    b"X\x01\x00\x00\x000" b"X\x03\x00\x00\x00cpu" b"K\x01" b"tQ" b"K\x00" b"))" b"\x89"
-    b"ccollections\nOrderedDict\n)R" b"tR"
+    b"ctorch._utils\n_rebuild_tensor_v2\n("
+    b"(X\x07\x00\x00\x00storage"
+    b"ctorch\nFloatStorage\n"
+    b"X\x01\x00\x00\x000"
+    b"X\x03\x00\x00\x00cpu"
+    b"K\x01"
+    b"tQ"
+    b"K\x00"
+    b"))"
+    b"\x89"
+    b"ccollections\nOrderedDict\n)R"
+    b"tR"
 )
 
 

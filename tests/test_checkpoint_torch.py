@@ -17,20 +17,23 @@ from parcnetv2.errors import CheckpointError, UnsafeCheckpointError
 from parcnetv2.reference.checkpoint import convert, read_state_dict, write_state_dict
 
 
-def torch_mod():  # noqa: ANN201
+def torch_mod():
     return pytest.importorskip("torch")
 
 
-def to_numpy(t) -> np.ndarray:  # noqa: ANN001
+def to_numpy(t) -> np.ndarray:
     """What read_state_dict should give for a torch tensor (bfloat16 -> float32)."""
     torch = torch_mod()
     t = t.detach().resolve_conj().resolve_neg()
     if t.dtype == torch.bfloat16:
         t = t.float()
     if t.dtype in (torch.uint16, torch.uint32, torch.uint64):
-        return t.contiguous().view({torch.uint16: torch.int16, torch.uint32: torch.int32,
-                                    torch.uint64: torch.int64}[t.dtype]).numpy().view(
-            {torch.uint16: np.uint16, torch.uint32: np.uint32, torch.uint64: np.uint64}[t.dtype])
+        return (
+            t.contiguous()
+            .view({torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}[t.dtype])
+            .numpy()
+            .view({torch.uint16: np.uint16, torch.uint32: np.uint32, torch.uint64: np.uint64}[t.dtype])
+        )
     return t.numpy()
 
 
@@ -43,7 +46,7 @@ def assert_matches_torch(got: dict[str, np.ndarray], want: dict, ordered: bool =
         np.testing.assert_array_equal(got[k], ref, err_msg=k)
 
 
-def small_model():  # noqa: ANN201
+def small_model():
     torch = torch_mod()
     torch.manual_seed(0)
     return torch.nn.Sequential(
@@ -235,7 +238,7 @@ def test_torch_default_load_and_model_round_trip(tmp_path: Path) -> None:
     assert torch.equal(model(x), fresh(x))
 
 
-def _saved(torch, model, path: Path) -> Path:  # noqa: ANN001
+def _saved(torch, model, path: Path) -> Path:
     torch.save(model.state_dict(), path)
     return path
 
@@ -285,7 +288,7 @@ DT_FOR_VIEWS = ["float32", "float64", "float16", "bfloat16", "int64", "int16", "
 
 
 @st.composite
-def strided_views(draw):  # noqa: ANN001, ANN201
+def strided_views(draw):
     numel = draw(st.integers(1, 40))
     ndim = draw(st.integers(0, 3))
     size = [draw(st.integers(0, 4)) for _ in range(ndim)]
@@ -319,7 +322,7 @@ def test_random_views_match_torch(tmp_path: Path, views: list, legacy: bool) -> 
 
 def test_parcnetv2_training_checkpoint_loads_into_the_reference(tmp_path: Path) -> None:
     torch = torch_mod()
-    tm = pytest.importorskip("parcnetv2.conformance.torch_model")
+    tm = pytest.importorskip("parcnetv2.pytorch.model")
     from parcnetv2 import reference
 
     model = tm.build_model(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), num_classes=10, seed=0)
@@ -344,7 +347,7 @@ def test_official_variant_bf16_release(tmp_path: Path) -> None:
     """A half-size release (bfloat16 safetensors) of parcnetv2_xt reads back as float32."""
     torch = torch_mod()
     stt = pytest.importorskip("safetensors.torch")
-    tm = pytest.importorskip("parcnetv2.conformance.torch_model")
+    tm = pytest.importorskip("parcnetv2.pytorch.model")
     sd = {k: v.to(torch.bfloat16) for k, v in tm.build_model("parcnetv2_xt", seed=1).state_dict().items()}
     stt.save_file(sd, tmp_path / "xt.safetensors")
     got = read_state_dict(tmp_path / "xt.safetensors")

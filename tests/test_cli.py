@@ -30,12 +30,34 @@ def test_params_detail_lists_stages(cli):
 def test_run_with_random_weights_writes_logits(cli, tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 40, 36))
     np.save(tmp_path / "x.npy", x)
-    code, out, _ = cli("run", "--variant", "parcnetv2_xt", "--random-seed", "4", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"))
+    code, out, _ = cli(
+        "run",
+        "--variant",
+        "parcnetv2_xt",
+        "--random-seed",
+        "4",
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--output",
+        str(tmp_path / "y.npy"),
+    )
     assert code == 0, out
     y = np.load(tmp_path / "y.npy")
     assert y.shape == (2, 1000) and y.dtype == np.float64
     assert np.array_equal(y, R.create("parcnetv2_xt", seed=4)(x))
-    code, _, _ = cli("run", "--variant", "parcnetv2_xt", "--random-seed", "4", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y32.npy"), "--dtype", "float32")
+    code, _, _ = cli(
+        "run",
+        "--variant",
+        "parcnetv2_xt",
+        "--random-seed",
+        "4",
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--output",
+        str(tmp_path / "y32.npy"),
+        "--dtype",
+        "float32",
+    )
     assert code == 0 and np.load(tmp_path / "y32.npy").dtype == np.float32
 
 
@@ -64,7 +86,10 @@ def test_run_rejects_bad_inputs(cli, tmp_path, array, fragments, assert_usage_er
     [
         (["params", "parcnetv2_huge"], ["unknown variant 'parcnetv2_huge'", "parcnetv2_tiny"]),
         (["run", "--variant", "nope", "--random-seed", "0"], ["unknown variant 'nope'"]),
-        (["run", "--variant", "parcnetv2_xt", "--random-seed", "0", "--input", "missing.npy"], ["not found", "missing.npy"]),
+        (
+            ["run", "--variant", "parcnetv2_xt", "--random-seed", "0", "--input", "missing.npy"],
+            ["not found", "missing.npy"],
+        ),
         (["run", "--variant", "parcnetv2_xt", "--weights", "missing.pth"], ["missing.pth"]),
         (["run", "--variant", "parcnetv2_xt"], ["--weights", "--random-seed"]),
         (["convert", "missing.pth", "out.npz"], ["missing.pth"]),
@@ -79,7 +104,18 @@ def test_bad_arguments_give_one_line_and_exit_2(cli, argv, fragments, assert_usa
 def test_console_script_reports_without_traceback(tmp_path):
     """The installed entry point, in a subprocess: exit code 2 and a single stderr line."""
     proc = subprocess.run(
-        [sys.executable, "-m", "parcnetv2", "run", "--variant", "parcnetv2_xt", "--random-seed", "0", "--input", str(tmp_path / "none.npy")],
+        [
+            sys.executable,
+            "-m",
+            "parcnetv2",
+            "run",
+            "--variant",
+            "parcnetv2_xt",
+            "--random-seed",
+            "0",
+            "--input",
+            str(tmp_path / "none.npy"),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

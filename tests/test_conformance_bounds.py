@@ -73,13 +73,24 @@ def test_float32_reference_is_inside_the_model_bound_and_float16_is_not(seed):
     """Clauses 11.4 and 11.9: the reference's own float32 pass meets the float32 bound of every
     traced module; the same pass with float16 storage breaks the float32 bound of the first
     module."""
-    case = cases.ModelCase(seed=seed, scale=1.0, depths=(1, 2, 1, 1), dims=(8, 16, 24, 32), kernels=(21, 11, 5, 3),
-                           num_classes=10, interpolate=False, batch=2, height=45, width=29)
+    case = cases.ModelCase(
+        seed=seed,
+        scale=1.0,
+        depths=(1, 2, 1, 1),
+        dims=(8, 16, 24, 32),
+        kernels=(21, 11, 5, 3),
+        num_classes=10,
+        interpolate=False,
+        batch=2,
+        height=45,
+        width=29,
+    )
     config, weights, x = _model(case)
     x32, w32 = x.astype(F32), {k: v.astype(F32) for k, v in weights.items()}
     trace = []
-    BoundedReference(F32).model(config, {k: v.astype(np.float64) for k, v in w32.items()}, exact(x32),
-                                trace=lambda *entry: trace.append(entry))
+    BoundedReference(F32).model(
+        config, {k: v.astype(np.float64) for k, v in w32.items()}, exact(x32), trace=lambda *entry: trace.append(entry)
+    )
     model = R.Model(config, w32)
     for name, inputs, output in trace:
         got = model.component(name)(inputs.value.astype(F32))

@@ -25,9 +25,17 @@ def test_scope_from_torchscript_names_and_dynamo_metadata():
     """Both exporters' scopes give the official dotted module path."""
     named = helper.make_node("Erf", ["a"], ["b"], name="/stages.0/stages.0.0/token_mixer/act/Erf")
     assert module_scope(named) == "stages.0.0.token_mixer.act"
-    assert module_scope(helper.make_node("Conv", ["a"], ["b"], name="/downsample_layers.0/conv/Conv")) == "downsample_layers.0.conv"
+    assert (
+        module_scope(helper.make_node("Conv", ["a"], ["b"], name="/downsample_layers.0/conv/Conv"))
+        == "downsample_layers.0.conv"
+    )
     assert module_scope(helper.make_node("Identity", ["w"], ["v"], name="Identity_3")) is None
-    dynamo = _dynamo_node("Erf", ["a"], ["b"], ["", "stages.0", "stages.0.0", "stages.0.0.token_mixer", "stages.0.0.token_mixer.act", "gelu"])
+    dynamo = _dynamo_node(
+        "Erf",
+        ["a"],
+        ["b"],
+        ["", "stages.0", "stages.0.0", "stages.0.0.token_mixer", "stages.0.0.token_mixer.act", "gelu"],
+    )
     assert module_scope(dynamo) == "stages.0.0.token_mixer.act"
 
 
@@ -35,13 +43,21 @@ def _tiny_graph():
     """x -> norm (Mul by w) -> act (Erf) -> block output (Add with x), named like TorchScript."""
     nodes = [
         helper.make_node("Mul", ["x", "w"], ["n"], name="/stages.0/stages.0.0/norm1/Mul"),
-        helper.make_node("Constant", [], ["k"], name="/stages.0/stages.0.0/act/Constant", value=helper.make_tensor("k", TensorProto.FLOAT, [], [2.0])),
+        helper.make_node(
+            "Constant",
+            [],
+            ["k"],
+            name="/stages.0/stages.0.0/act/Constant",
+            value=helper.make_tensor("k", TensorProto.FLOAT, [], [2.0]),
+        ),
         helper.make_node("Mul", ["n", "k"], ["m"], name="/stages.0/stages.0.0/act/Mul"),
         helper.make_node("Erf", ["m"], ["a"], name="/stages.0/stages.0.0/act/Erf"),
         helper.make_node("Add", ["a", "x"], ["y"], name="/stages.0/stages.0.0/Add"),
     ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2, 3])],
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 3])],
         initializer=[helper.make_tensor("w", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])],
     )
@@ -53,12 +69,19 @@ def test_module_outputs_inputs_activations_and_cut_out_modules():
     its input; activations and cut-out modules compute what the whole graph computes."""
     model = _tiny_graph()
     names = ["stages.0", "stages.0.0", "stages.0.0.norm1", "stages.0.0.act"]
-    assert locate_outputs(model, names) == {"stages.0": "y", "stages.0.0": "y", "stages.0.0.norm1": "n", "stages.0.0.act": "a"}
+    assert locate_outputs(model, names) == {
+        "stages.0": "y",
+        "stages.0.0": "y",
+        "stages.0.0.norm1": "n",
+        "stages.0.0.act": "a",
+    }
     assert module_inputs(model, "stages.0.0.act") == ["n"]
     assert module_inputs(model, "stages.0.0") == ["x"]
     wrapped = OnnxModel(model, names)
     x = np.random.default_rng(0).standard_normal((1, 2, 2, 3)).astype(np.float32)
     acts = wrapped.activations(x)
     np.testing.assert_allclose(acts["stages.0.0.norm1"], x * [1, 2, 3], rtol=1e-6)
-    np.testing.assert_allclose(wrapped.component("stages.0.0.act")(acts["stages.0.0.norm1"]), acts["stages.0.0.act"], rtol=1e-6)
+    np.testing.assert_allclose(
+        wrapped.component("stages.0.0.act")(acts["stages.0.0.norm1"]), acts["stages.0.0.act"], rtol=1e-6
+    )
     np.testing.assert_allclose(wrapped(x), acts["stages.0.0"], rtol=1e-6)

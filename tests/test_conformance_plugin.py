@@ -29,8 +29,14 @@ def test_entry_points_register_the_plugin_and_the_builtin_backends():
         (["--backend", "nope"], "--backend 'nope': unknown backend; registered:"),
         (["--backend", "no_such_module:thing"], "cannot import no_such_module"),
         (["--backend", "parcnetv2.conformance.mutants:no_such_backend"], "has no attribute 'no_such_backend'"),
-        (["--backend", "torch", "--model", "no_such_module:factory"], "--model 'no_such_module:factory': cannot import"),
-        (["--backend", "onnx", "--model", "missing.onnx", "--weights", "missing.npz"], "--model missing.onnx: no such file"),
+        (
+            ["--backend", "torch", "--model", "no_such_module:factory"],
+            "--model 'no_such_module:factory': cannot import",
+        ),
+        (
+            ["--backend", "onnx", "--model", "missing.onnx", "--weights", "missing.npz"],
+            "--model missing.onnx: no such file",
+        ),
         (["--backend", "numpy", "--model", "x:y"], "--model works with --backend torch"),
         (["--weights", "w.npz"], "--weights needs --model"),
         (["--conformance-profile", "slow"], "--conformance-profile 'slow': unknown"),
@@ -54,10 +60,13 @@ def test_what_a_backend_leaves_out_is_skipped_never_passed(tmp_path):
     other test is skipped, naming the operation; the report says so."""
     (tmp_path / "partial_backend.py").write_text(
         "import numpy as np\nfrom parcnetv2 import reference as R\n\n"
-        "class Partial:\n    name = 'partial'\n    dtype = np.float32\n\n    def gelu(self, x):\n        return R.gelu(x)\n\n"
+        "class Partial:\n    name = 'partial'\n    dtype = np.float32\n\n    def gelu(self, x):\n        "
+        "return R.gelu(x)\n\n"
         "backend = Partial()\n"
     )
-    result = run_suite(["conformance", "--backend", "partial_backend:backend", *QUICK], report=tmp_path / "r.json", pythonpath=tmp_path)
+    result = run_suite(
+        ["conformance", "--backend", "partial_backend:backend", *QUICK], report=tmp_path / "r.json", pythonpath=tmp_path
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     tests = result.tests()
     assert tests["test_gelu"]["outcome"] == "passed"
@@ -69,7 +78,9 @@ def test_what_a_backend_leaves_out_is_skipped_never_passed(tmp_path):
 def test_report_records_backend_outcomes_ratios_and_repro(tmp_path):
     """Clause 14.8: the JSON report: backend, versions, profile, seed, per-test outcome, worst
     error/bound ratio, clauses and a repro command."""
-    result = run_suite(["conformance/test_operations.py", "--backend", "numpy", *QUICK, "--seed", "7"], report=tmp_path / "r.json")
+    result = run_suite(
+        ["conformance/test_operations.py", "--backend", "numpy", *QUICK, "--seed", "7"], report=tmp_path / "r.json"
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     data = result.report
     assert (data["backend"], data["dtype"], data["profile"], data["seed"]) == ("numpy", "float32", "quick", 7)
@@ -87,7 +98,15 @@ def test_failure_names_component_case_bound_and_replays_from_its_blob(tmp_path):
     result = run_suite(["conformance/test_operations.py::test_gelu", "--backend", TANH, *QUICK])
     assert result.returncode == 1
     message = result.stdout
-    for expected in ("gelu (clause 8.1): worst at index", "got ", "expected ", "vs bound", "x the bound", "case: GeluCase(seed=", "--reproduce-failure"):
+    for expected in (
+        "gelu (clause 8.1): worst at index",
+        "got ",
+        "expected ",
+        "vs bound",
+        "x the bound",
+        "case: GeluCase(seed=",
+        "--reproduce-failure",
+    ):
         assert expected in message
     repro = next(line.split("reproduce: ", 1)[1] for line in message.splitlines() if "reproduce: pytest" in line)
     replay = run_suite(repro.split()[1:])
@@ -98,12 +117,21 @@ def test_known_failures_file_marks_xfail_strictly(tmp_path):
     """Clause 14.9: a listed test is xfail with its reason; a listed test that passes fails."""
     known = tmp_path / "known.toml"
     known.write_text(
-        '[[known_failure]]\nbackend = "*tanh_gelu"\ntest = "test_operations.py::test_gelu"\nreason = "demonstration"\n\n'
+        '[[known_failure]]\nbackend = "*tanh_gelu"\ntest = "test_operations.py::test_gelu"\n'
+        'reason = "demonstration"\n\n'
         '[[known_failure]]\nbackend = "*tanh_gelu"\ntest = "test_operations.py::test_linear"\nreason = "not failing"\n'
     )
     result = run_suite(
-        ["conformance/test_operations.py::test_gelu", "conformance/test_operations.py::test_linear",
-         "--backend", TANH, *QUICK, "--xfails-file", str(known)], report=tmp_path / "r.json",
+        [
+            "conformance/test_operations.py::test_gelu",
+            "conformance/test_operations.py::test_linear",
+            "--backend",
+            TANH,
+            *QUICK,
+            "--xfails-file",
+            str(known),
+        ],
+        report=tmp_path / "r.json",
     )
     tests = result.tests()
     assert tests["test_gelu"]["outcome"] == "xfailed" and "demonstration" in tests["test_gelu"]["xfail_reason"]
@@ -113,14 +141,19 @@ def test_known_failures_file_marks_xfail_strictly(tmp_path):
 
 def test_pyargs_runs_the_installed_suite(tmp_path):
     """Clause 14.1: pytest --pyargs parcnetv2.conformance works outside the repository."""
-    result = run_suite(["--pyargs", "parcnetv2.conformance.test_operations", "--backend", "numpy", *QUICK], cwd=tmp_path)
+    result = run_suite(
+        ["--pyargs", "parcnetv2.conformance.test_operations", "--backend", "numpy", *QUICK], cwd=tmp_path
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "12 passed" in result.stdout
 
 
 def test_xdist_runs_share_the_seed_and_the_report(tmp_path):
     """Clause 14.4: with -n 2 the workers use the controller's seed; the report has every test."""
-    result = run_suite(["conformance/test_operations.py", "conformance/test_parameters.py", "-n", "2", "--backend", "numpy", *QUICK], report=tmp_path / "r.json")
+    result = run_suite(
+        ["conformance/test_operations.py", "conformance/test_parameters.py", "-n", "2", "--backend", "numpy", *QUICK],
+        report=tmp_path / "r.json",
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     data = result.report
     seeds = {t["repro"].split("--seed ")[1].split()[0] for t in data["tests"] if "repro" in t}

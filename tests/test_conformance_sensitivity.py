@@ -18,7 +18,16 @@ SEED = "0"
 
 
 def _run(name: str, tmp_path, *extra: str):
-    args = ["conformance", "--backend", f"parcnetv2.conformance.mutants:{name}", "--conformance-profile", "default", "--seed", SEED, *extra]
+    args = [
+        "conformance",
+        "--backend",
+        f"parcnetv2.conformance.mutants:{name}",
+        "--conformance-profile",
+        "default",
+        "--seed",
+        SEED,
+        *extra,
+    ]
     return run_suite(args, report=tmp_path / "report.json", timeout=900)
 
 

@@ -17,9 +17,9 @@ from parcnetv2.conformance.runner import run_suite
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-FACTORIES = '''
+FACTORIES = """
 import torch
-from parcnetv2.conformance import torch_model as tm
+from parcnetv2.pytorch import model as tm
 
 
 def official(variant):
@@ -39,7 +39,7 @@ def renamed(variant):
     model.classifier = model.head
     del model.head
     return model
-'''
+"""
 
 # A small custom model, so the exported file runs quickly (clause 2.4).
 SMALL = dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), global_kernel_sizes=(21, 11, 5, 3), num_classes=10)
@@ -57,7 +57,11 @@ def factories(tmp_path_factory):
 def test_official_torch_factory_passes(factories, tmp_path):
     """Clause 14.6: the whole xt model at 224 x 224, every named module, names, counts."""
     component = "conformance/test_model.py::test_variant_component[parcnetv2_xt:stages.0.0.token_mixer.dwconv1]"
-    result = run_suite([*MODEL_TESTS, component, "--backend", "torch", "--model", "user_factories:official", *QUICK], report=tmp_path / "r.json", pythonpath=factories)
+    result = run_suite(
+        [*MODEL_TESTS, component, "--backend", "torch", "--model", "user_factories:official", *QUICK],
+        report=tmp_path / "r.json",
+        pythonpath=factories,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     tests = result.tests()
     assert tests["test_variant_model[parcnetv2_xt]"]["outcome"] == "passed"
@@ -68,10 +72,21 @@ def test_official_torch_factory_passes(factories, tmp_path):
 
 def test_torch_factory_with_tanh_gelu_names_the_first_divergence(factories, tmp_path):
     """Clause 14.6: the first module out of its own bound is the first GELU."""
-    components = [f"conformance/test_model.py::test_variant_component[parcnetv2_xt:stages.0.0.{m}]" for m in ("mlp.act", "norm1")]
+    components = [
+        f"conformance/test_model.py::test_variant_component[parcnetv2_xt:stages.0.0.{m}]" for m in ("mlp.act", "norm1")
+    ]
     result = run_suite(
-        ["conformance/test_model.py::test_variant_model", *components, "--backend", "torch", "--model", "user_factories:tanh_gelu", *QUICK],
-        report=tmp_path / "r.json", pythonpath=factories,
+        [
+            "conformance/test_model.py::test_variant_model",
+            *components,
+            "--backend",
+            "torch",
+            "--model",
+            "user_factories:tanh_gelu",
+            *QUICK,
+        ],
+        report=tmp_path / "r.json",
+        pythonpath=factories,
     )
     assert result.returncode == 1
     assert set(result.report["first_divergences"].values()) == {"stages.0.0.token_mixer.act"}
@@ -83,8 +98,18 @@ def test_torch_factory_with_tanh_gelu_names_the_first_divergence(factories, tmp_
 def test_torch_factory_with_other_names_lists_the_differences(factories, tmp_path):
     """Clause 2.2: missing and unexpected names are listed in the failure and the report."""
     result = run_suite(
-        ["conformance/test_parameters.py", "--backend", "torch", "--model", "user_factories:renamed", "--variant", "parcnetv2_xt", *QUICK],
-        report=tmp_path / "r.json", pythonpath=factories,
+        [
+            "conformance/test_parameters.py",
+            "--backend",
+            "torch",
+            "--model",
+            "user_factories:renamed",
+            "--variant",
+            "parcnetv2_xt",
+            *QUICK,
+        ],
+        report=tmp_path / "r.json",
+        pythonpath=factories,
     )
     assert result.returncode == 1
     names = result.tests()["test_parameter_names_and_shapes[parcnetv2_xt]"]
@@ -95,8 +120,8 @@ def test_torch_factory_with_other_names_lists_the_differences(factories, tmp_pat
 def _export(folder, approximate: str, dynamo: bool = False) -> tuple[str, str]:
     """A small model with harness-style weights, exported at 45 x 29 (TorchScript exporter at
     opset 17, or the dynamo exporter at opset 18), and its weights (.npz)."""
-    from parcnetv2.conformance import torch_model as tm
     from parcnetv2.conformance.cases import random_weights
+    from parcnetv2.pytorch import model as tm
     from parcnetv2.reference import Config, parameter_shapes
 
     weights = random_weights(parameter_shapes(Config(**SMALL)), np.random.default_rng(0))
@@ -121,7 +146,10 @@ def test_exported_onnx_file_with_its_weights_passes(tmp_path):
     """Clause 14.7: output, located activations, each module cut out of the graph, initializers."""
     model, weights = _export(tmp_path, "none")
     component = "conformance/test_model.py::test_variant_component[file:stages.1.0.token_mixer.dwconv1.conv_h]"
-    result = run_suite([*MODEL_TESTS, component, "--backend", "onnx", "--model", model, "--weights", weights, *QUICK], report=tmp_path / "r.json")
+    result = run_suite(
+        [*MODEL_TESTS, component, "--backend", "onnx", "--model", model, "--weights", weights, *QUICK],
+        report=tmp_path / "r.json",
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert result.report["backend_info"]["opset"] == 17
     tests = result.tests()
@@ -133,7 +161,19 @@ def test_exported_onnx_file_with_its_weights_passes(tmp_path):
 def test_exported_onnx_file_with_tanh_gelu_names_the_first_divergence(tmp_path):
     """Clause 14.7: the wrong GELU is found at its first activation, inside the file."""
     model, weights = _export(tmp_path, "tanh")
-    result = run_suite(["conformance/test_model.py::test_variant_model", "--backend", "onnx", "--model", model, "--weights", weights, *QUICK], report=tmp_path / "r.json")
+    result = run_suite(
+        [
+            "conformance/test_model.py::test_variant_model",
+            "--backend",
+            "onnx",
+            "--model",
+            model,
+            "--weights",
+            weights,
+            *QUICK,
+        ],
+        report=tmp_path / "r.json",
+    )
     assert result.returncode == 1
     assert set(result.report["first_divergences"].values()) == {"stages.0.0.token_mixer.act"}
 
@@ -143,7 +183,10 @@ def test_dynamo_export_is_located_through_scope_metadata(tmp_path):
     modules (blocks and token mixers included) just as TorchScript node names do."""
     pytest.importorskip("onnxscript")
     model, weights = _export(tmp_path, "none", dynamo=True)
-    result = run_suite(["conformance/test_model.py", "--backend", "onnx", "--model", model, "--weights", weights, *QUICK], report=tmp_path / "r.json")
+    result = run_suite(
+        ["conformance/test_model.py", "--backend", "onnx", "--model", model, "--weights", weights, *QUICK],
+        report=tmp_path / "r.json",
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     tests = result.tests()
     assert tests["test_variant_model[file]"]["activations_compared"] > 60

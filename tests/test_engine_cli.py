@@ -22,7 +22,9 @@ def files(tmp_path_factory):
     from PIL import Image
 
     root = tmp_path_factory.mktemp("cli")
-    config = Config(depths=(1, 1, 1, 1), dims=(8, 12, 16, 20), global_kernel_sizes=(111, 55, 27, 13), num_classes=CLASSES)
+    config = Config(
+        depths=(1, 1, 1, 1), dims=(8, 12, 16, 20), global_kernel_sizes=(111, 55, 27, 13), num_classes=CLASSES
+    )
     np.savez(root / "w.npz", **random_state_dict(config, 3, np.float32))
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (300, 410, 3), dtype=np.uint8)).save(root / "a.jpg")
@@ -45,8 +47,9 @@ def test_preprocessing_is_the_official_evaluation(files):
 
 
 def test_predict_top5_text_and_labels(cli, files):
-    code, out, err = cli("predict", "--weights", files / "w.npz", "--labels", files / "labels.txt",
-                             files / "a.jpg", files / "b.png")
+    code, out, err = cli(
+        "predict", "--weights", files / "w.npz", "--labels", files / "labels.txt", files / "a.jpg", files / "b.png"
+    )
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == str(files / "a.jpg") and lines[6] == str(files / "b.png") and len(lines) == 12
@@ -93,8 +96,22 @@ def test_predict_unreadable_weights(cli, files, assert_usage_error):
 
 def test_bench_quick_run(cli):
     """A tiny quick run: the engine alone (the comparison frameworks are exercised by the benchmarks)."""
-    code, out, err = cli("bench", "--variant", "parcnetv2_xt", "--resolution", "32", "--runs", "2",
-                             "--warmup", "1", "--threads", "1", "--frameworks", "engine", "--json")
+    code, out, err = cli(
+        "bench",
+        "--variant",
+        "parcnetv2_xt",
+        "--resolution",
+        "32",
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--frameworks",
+        "engine",
+        "--json",
+    )
     assert code == 0, err
     document = json.loads(out)
     (row,) = document["results"]
@@ -113,8 +130,9 @@ def test_bench_bad_input(cli, assert_usage_error):
 
 def test_plot_kernels_writes_a_png(cli, files, tmp_path):
     out = tmp_path / "fig.png"
-    code, text, err = cli("plot-kernels", files / "w.npz", "--stage", "2", "--block", "0", "--out", out,
-                              "--channels", "3")
+    code, text, err = cli(
+        "plot-kernels", files / "w.npz", "--stage", "2", "--block", "0", "--out", out, "--channels", "3"
+    )
     assert code == 0, err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "channels" in text
     model = reference.load(files / "w.npz")
@@ -124,8 +142,9 @@ def test_plot_kernels_writes_a_png(cli, files, tmp_path):
     assert text.strip().endswith(", ".join(map(str, strongest)))
 
 
-@pytest.mark.parametrize("args, fragment", [(["--stage", "4", "--block", "0"], "--stage 4"),
-                                            (["--stage", "1", "--block", "2"], "--block 2")])
+@pytest.mark.parametrize(
+    "args, fragment", [(["--stage", "4", "--block", "0"], "--stage 4"), (["--stage", "1", "--block", "2"], "--block 2")]
+)
 def test_plot_kernels_bad_block(cli, files, tmp_path, args, fragment, assert_usage_error):
     code, _, err = cli("plot-kernels", files / "w.npz", *args, "--out", tmp_path / "f.png")
     assert_usage_error(code, err, fragment)

@@ -60,7 +60,14 @@ def test_gelu_and_gates(isa, rows, c):
     x, bias, s = _rand((rows, 2 * c), 1), _rand((2 * c,), 2, 1.0), _rand((rows, c), 3)
     first = B.add(exact(x[:, :c]), exact(bias[:c]))
     second = B.add(exact(x[:, c:]), exact(bias[c:]))
-    _close(_threads_agree(cext.bias_gelu, x[:, c:], bias[c:], isa=isa), B.gelu(second), "bias_gelu", isa=isa, rows=rows, c=c)
+    _close(
+        _threads_agree(cext.bias_gelu, x[:, c:], bias[c:], isa=isa),
+        B.gelu(second),
+        "bias_gelu",
+        isa=isa,
+        rows=rows,
+        c=c,
+    )
     _close(_threads_agree(cext.gate, x[:, :c], s, bias[:c], isa=isa), B.mul(first, exact(s)), "gate", isa=isa)
     _close(_threads_agree(cext.gelu_gate, x, bias, isa=isa), B.mul(first, B.gelu(second)), "gelu_gate", isa=isa)
 
@@ -72,9 +79,20 @@ def test_norms_and_residual(isa, rows, c):
     the next LayerNormGeneral; rows with an offset (cancellation in the mean)."""
     x, branch = _rand((rows, c), 4) + F32(3.0), _rand((rows, c), 5)
     w, b, scale = _rand((c,), 6, 1.0), _rand((c,), 7, 1.0), _rand((c,), 8, 1.0)
-    _close(_threads_agree(cext.layer_norm_general, x, w, 1e-6, isa=isa), B.layer_norm_general(exact(x), w, 1e-6),
-           "layer_norm_general", isa=isa, rows=rows, c=c)
-    _close(_threads_agree(cext.layer_norm, x, w, b, 1e-6, isa=isa), B.layer_norm(exact(x), w, b, 1e-6), "layer_norm", isa=isa)
+    _close(
+        _threads_agree(cext.layer_norm_general, x, w, 1e-6, isa=isa),
+        B.layer_norm_general(exact(x), w, 1e-6),
+        "layer_norm_general",
+        isa=isa,
+        rows=rows,
+        c=c,
+    )
+    _close(
+        _threads_agree(cext.layer_norm, x, w, b, 1e-6, isa=isa),
+        B.layer_norm(exact(x), w, b, 1e-6),
+        "layer_norm",
+        isa=isa,
+    )
     new_x, y = _threads_agree(cext.residual_norm, x, branch, scale, w, 1e-6, isa=isa)
     summed = B.add(B.scale({"scale": scale}, exact(x)), exact(branch))
     _close(new_x, summed, "residual_norm x", isa=isa)

@@ -30,7 +30,7 @@ def test_state_dict_names_and_order_are_official():
         "downsample_layers.0.post_norm.weight",
         "downsample_layers.1.pre_norm.weight",
     ]
-    block = [n[len("stages.2.0."):] for n in names if n.startswith("stages.2.0.")]
+    block = [n[len("stages.2.0.") :] for n in names if n.startswith("stages.2.0.")]
     assert block == [
         "norm1.weight",
         "token_mixer.pwconv1.weight",
@@ -83,7 +83,13 @@ def test_output_shapes_and_dtypes():
 def test_float32_agrees_with_float64(shape):
     model = small_model(seed=5)
     x = images(shape)
-    assert_relative(model(x.astype(np.float32)), model(x).astype(np.float32), dtype=np.float32, op="model float32", params={"shape": shape})
+    assert_relative(
+        model(x.astype(np.float32)),
+        model(x).astype(np.float32),
+        dtype=np.float32,
+        op="model float32",
+        params={"shape": shape},
+    )
 
 
 def test_components_compose_to_the_model():
@@ -110,7 +116,12 @@ def test_block_components_compose():
     # inside the token mixer: OC from conv_h then conv_w (clause 5.5)
     nchw = np.random.default_rng(1).standard_normal((1, 16 * 2 // 2, 5, 4))
     oc = c("token_mixer.dwconv1")(nchw)
-    assert_relative(c("token_mixer.dwconv1.conv_w")(c("token_mixer.dwconv1.conv_h")(nchw)), oc, dtype=np.float64, op="conv_h then conv_w")
+    assert_relative(
+        c("token_mixer.dwconv1.conv_w")(c("token_mixer.dwconv1.conv_h")(nchw)),
+        oc,
+        dtype=np.float64,
+        op="conv_h then conv_w",
+    )
 
 
 def test_component_layouts_and_names():
@@ -134,10 +145,14 @@ def test_reparameterized_model_equals_unmerged(interpolate):
     model = small_model(seed=8, interpolate=interpolate)
     x = images((1, 3, 45, 37))
     merged = model.with_reparameterized_mixers()
-    assert_relative(merged(x), model(x), dtype=np.float64, op="reparameterized model", params={"interpolate": interpolate})
+    assert_relative(
+        merged(x), model(x), dtype=np.float64, op="reparameterized model", params={"interpolate": interpolate}
+    )
     mixer = "stages.0.0.token_mixer"
     h = np.random.default_rng(3).standard_normal((2, 11, 9, 8))
-    assert_relative(merged.component(mixer)(h), model.component(mixer)(h), dtype=np.float64, op="reparameterized token mixer")
+    assert_relative(
+        merged.component(mixer)(h), model.component(mixer)(h), dtype=np.float64, op="reparameterized token mixer"
+    )
 
 
 def test_reparameterize_places_both_kernels_at_the_centre():
@@ -161,7 +176,9 @@ def test_interpolate_true_matches_fixed_kernels_at_their_design_size():
     config = R.Config(depths=(1,), dims=(6,), global_kernel_sizes=(7,), num_classes=4)
     weights = random_state_dict(config, 1)
     fixed = R.Model(config, weights)
-    interp = R.Model(R.Config(depths=(1,), dims=(6,), global_kernel_sizes=(7,), num_classes=4, interpolate=True), weights)
+    interp = R.Model(
+        R.Config(depths=(1,), dims=(6,), global_kernel_sizes=(7,), num_classes=4, interpolate=True), weights
+    )
     x = images((1, 3, 16, 16))  # stem output 4x4: K = 7 = 2*4 - 1
     assert_relative(interp(x), fixed(x), dtype=np.float64, op="interpolate=True at design size")
     y = images((1, 3, 24, 24))  # 6x6 maps: the kernels are stretched, the outputs differ
@@ -187,7 +204,10 @@ def test_state_dict_errors_name_keys_and_shapes():
     sd = random_state_dict(config, 0)
     bad = dict(sd)
     bad["stages.1.0.token_mixer.dwconv2.weight"] = np.zeros((24, 1, 5, 5))
-    with pytest.raises(WeightsError, match=r"stages\.1\.0\.token_mixer\.dwconv2\.weight has shape \(24, 1, 5, 5\), expected \(12, 1, 7, 7\)"):
+    with pytest.raises(
+        WeightsError,
+        match=r"stages\.1\.0\.token_mixer\.dwconv2\.weight has shape \(24, 1, 5, 5\), expected \(12, 1, 7, 7\)",
+    ):
         R.Model(config, bad)
     missing = {k: v for k, v in sd.items() if k != "norm.bias"}
     missing["extra.weight"] = np.zeros(3)

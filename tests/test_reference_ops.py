@@ -46,7 +46,7 @@ maps = st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 9), st.int
 @given(shape=maps, kh=st.integers(1, 9), kw=st.integers(1, 9), seed=st.integers(0, 2**32 - 1), bias=st.booleans())
 def test_depthwise_conv2d_matches_scipy(shape, kh, kw, seed, bias):
     rng = np.random.default_rng(seed)
-    n, c, h, w = shape
+    _n, c, _h, _w = shape
     x = rng.standard_normal(shape)
     weight = rng.standard_normal((c, 1, kh, kw))
     b = rng.standard_normal(c) if bias else None
@@ -75,13 +75,17 @@ def oversized_loops(x, kh, kw):
         for ch in range(c):
             for i in range(h):
                 for j in range(w):
-                    y[b, ch, i, j] = sum(kh[ch][s] * x[b, ch, i + s - ph, j] for s in range(len(kh[ch])) if 0 <= i + s - ph < h)
+                    y[b, ch, i, j] = sum(
+                        kh[ch][s] * x[b, ch, i + s - ph, j] for s in range(len(kh[ch])) if 0 <= i + s - ph < h
+                    )
     z = np.zeros_like(x)
     for b in range(n):
         for ch in range(c):
             for i in range(h):
                 for j in range(w):
-                    z[b, ch, i, j] = sum(kw[ch][t] * y[b, ch, i, j + t - pw] for t in range(len(kw[ch])) if 0 <= j + t - pw < w)
+                    z[b, ch, i, j] = sum(
+                        kw[ch][t] * y[b, ch, i, j + t - pw] for t in range(len(kw[ch])) if 0 <= j + t - pw < w
+                    )
     return z
 
 
@@ -125,7 +129,7 @@ def linear_resize(kernel, size):
     out = []
     for t in range(size):
         pos = (k - 1) / (size - 1) * t if size > 1 else 0.0
-        lo = min(int(math.floor(pos)), k - 1)
+        lo = min(math.floor(pos), k - 1)
         hi = min(lo + 1, k - 1)
         frac = pos - lo
         out.append(kernel[lo] * (1 - frac) + kernel[hi] * frac)
@@ -157,7 +161,9 @@ def test_interpolate_true_uses_2h_minus_1_kernels(hw):
     rw = np.array([linear_resize(r, 2 * w - 1) for r in kw])
     got = R.oversized_conv(x, kh[:, None, :, None], kw[:, None, None, :], interpolate=True)
     expected = oversized_loops(x, rh, rw)
-    close64(got, expected, oversized_loops(abs(x), abs(rh), abs(rw)), 2 * (h + w), "oversized_conv interpolate=True", hw=hw)
+    close64(
+        got, expected, oversized_loops(abs(x), abs(rh), abs(rw)), 2 * (h + w), "oversized_conv interpolate=True", hw=hw
+    )
 
 
 @pytest.mark.parametrize("size", [1, 3, 9])
@@ -168,7 +174,14 @@ def test_interpolate_fixed_size(size):
     rh = np.array([linear_resize(r, size) for r in kh])
     rw = np.array([linear_resize(r, size) for r in kw])
     got = R.oversized_conv(x, kh[:, None, :, None], kw[:, None, None, :], interpolate=size)
-    close64(got, oversized_loops(x, rh, rw), oversized_loops(abs(x), abs(rh), abs(rw)), 2 * size, "oversized_conv interpolate=S", S=size)
+    close64(
+        got,
+        oversized_loops(x, rh, rw),
+        oversized_loops(abs(x), abs(rh), abs(rw)),
+        2 * size,
+        "oversized_conv interpolate=S",
+        S=size,
+    )
 
 
 def test_interpolate_rejects_even_size():
@@ -178,7 +191,7 @@ def test_interpolate_rejects_even_size():
 
 
 def conv2d_loops(x, w, b, stride, pad):
-    n, cin, h, wd = x.shape
+    n, _cin, h, wd = x.shape
     cout, _, kh, kw = w.shape
     ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
@@ -187,11 +200,15 @@ def conv2d_loops(x, w, b, stride, pad):
         for o in range(cout):
             for i in range(ho):
                 for j in range(wo):
-                    out[b_, o, i, j] = np.sum(xp[b_, :, i * stride : i * stride + kh, j * stride : j * stride + kw] * w[o]) + b[o]
+                    out[b_, o, i, j] = (
+                        np.sum(xp[b_, :, i * stride : i * stride + kh, j * stride : j * stride + kw] * w[o]) + b[o]
+                    )
     return out
 
 
-@pytest.mark.parametrize("kernel,stride,pad,hw", [(7, 4, 2, (13, 9)), (3, 2, 1, (7, 6)), (3, 2, 1, (1, 2)), (7, 4, 2, (3, 3))])
+@pytest.mark.parametrize(
+    "kernel,stride,pad,hw", [(7, 4, 2, (13, 9)), (3, 2, 1, (7, 6)), (3, 2, 1, (1, 2)), (7, 4, 2, (3, 3))]
+)
 def test_conv2d_matches_loops(kernel, stride, pad, hw):
     """Stem (clause 3.1) and downsampling (3.2) geometry."""
     rng = np.random.default_rng(kernel + stride)
@@ -236,10 +253,15 @@ def test_layer_norm_general_eps_floor():
 def test_layer_norm_matches_definition():
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal((3, 7)), rng.standard_normal(7), rng.standard_normal(7)
-    expected = np.array([
-        [(v - row.mean()) / math.sqrt(((row - row.mean()) ** 2).mean() + 1e-6) * wt + bt for v, wt, bt in zip(row, w, b)]
-        for row in x
-    ])
+    expected = np.array(
+        [
+            [
+                (v - row.mean()) / math.sqrt(((row - row.mean()) ** 2).mean() + 1e-6) * wt + bt
+                for v, wt, bt in zip(row, w, b)
+            ]
+            for row in x
+        ]
+    )
     close64(R.layer_norm(x, w, b), expected, np.abs(expected) + np.abs(b), 7, "layer_norm")
 
 
@@ -255,7 +277,11 @@ def test_bgu_matches_loops():
     """Clause 8.2: fc1, split the last axis, x1 * GELU(x2), fc2 without bias."""
     rng = np.random.default_rng(5)
     c = 4
-    params = {"fc1.weight": rng.standard_normal((5 * c, c)), "fc1.bias": rng.standard_normal(5 * c), "fc2.weight": rng.standard_normal((c, 5 * c // 2))}
+    params = {
+        "fc1.weight": rng.standard_normal((5 * c, c)),
+        "fc1.bias": rng.standard_normal(5 * c),
+        "fc2.weight": rng.standard_normal((c, 5 * c // 2)),
+    }
     x = rng.standard_normal((2, 3, 3, c))
     got = R.bgu(params, x)
     g = lambda v: v * 0.5 * (1 + math.erf(v / math.sqrt(2)))  # noqa: E731

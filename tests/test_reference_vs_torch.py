@@ -1,4 +1,4 @@
-"""The NumPy reference against the project's own PyTorch model (conformance/torch_model.py).
+"""The NumPy reference against the project's own PyTorch model (pytorch/model.py).
 
 Two independent implementations of the official semantics are loaded with the same weights and
 compared in float64 (spec clause 11.3 for whole models and multi-layer components; clause 11.1
@@ -22,7 +22,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from parcnetv2.conformance import torch_model as tm  # noqa: E402
+from parcnetv2.pytorch import model as tm  # noqa: E402
 from parcnetv2.spec import get_variant, variant_names  # noqa: E402
 from parcnetv2.spec.tolerance import (  # noqa: E402
     assert_close,
@@ -78,9 +78,7 @@ def varied_state_dict(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str
 
     out = {}
     for name, shape in shapes.items():
-        if name.endswith(".scale"):
-            out[name] = signed(shape)
-        elif name == "norm.weight":
+        if name.endswith(".scale") or name == "norm.weight":
             out[name] = signed(shape)
         elif name.endswith(("_norm.weight", "norm1.weight", "norm2.weight")):
             out[name] = math.sqrt(shape[0]) * signed(shape)
@@ -256,8 +254,15 @@ def test_reparameterized_kernel(reparam_source, reference):
         magnitude = abs_copy(mixer.dwconv1)(x.abs()) + abs_copy(mixer.dwconv2)(x.abs())
         expected_dense = k_h * k_w
         expected_dense[:, :, 2:9, 2:9] += k7
-    assert_close(dense.numpy(), expected_dense.numpy(), elementwise_bound(expected_dense.abs().numpy(), F64, 2), op="reparameterize")
-    assert_close(merged.numpy(), split.numpy(), elementwise_bound(magnitude.numpy(), F64, 11 * 11), op="reparameterized conv")
+    assert_close(
+        dense.numpy(),
+        expected_dense.numpy(),
+        elementwise_bound(expected_dense.abs().numpy(), F64, 2),
+        op="reparameterize",
+    )
+    assert_close(
+        merged.numpy(), split.numpy(), elementwise_bound(magnitude.numpy(), F64, 11 * 11), op="reparameterized conv"
+    )
 
 
 def test_layer_norm_general_is_layer_norm_over_sqrt_c():
@@ -467,4 +472,6 @@ def test_oversized_conv_op_sizes(interpolate, size, reference):
     params = {"interpolate": interpolate, "input": tuple(x.shape)}
     for dtype in (np.float32, np.float64):
         got = reference.oversized_conv(x.numpy().astype(dtype), k_h.astype(dtype), k_w.astype(dtype), interpolate)
-        assert_close(got, expected, elementwise_bound(magnitude, dtype, n), op="oversized_conv", params=params, dtype=dtype)
+        assert_close(
+            got, expected, elementwise_bound(magnitude, dtype, n), op="oversized_conv", params=params, dtype=dtype
+        )

@@ -56,12 +56,12 @@ extern "C" {
 
 typedef enum pcn_status {
     PCN_OK = 0,
-    PCN_ERR_NULL = 1,      /* a required pointer is NULL */
-    PCN_ERR_SHAPE = 2,     /* a size is zero, a kernel too large/even, or the output would be empty */
-    PCN_ERR_OVERFLOW = 3,  /* a size product overflows size_t (or the tensor is too large) */
-    PCN_ERR_NOMEM = 4,     /* scratch allocation failed or a caller workspace is too small */
-    PCN_ERR_ISA = 5,       /* a forced ISA is not compiled in or not supported by this CPU */
-    PCN_ERR_ARG = 6        /* an enum or option argument has an invalid value */
+    PCN_ERR_NULL = 1,     /* a required pointer is NULL */
+    PCN_ERR_SHAPE = 2,    /* a size is zero, a kernel too large/even, or the output would be empty */
+    PCN_ERR_OVERFLOW = 3, /* a size product overflows size_t (or the tensor is too large) */
+    PCN_ERR_NOMEM = 4,    /* scratch allocation failed or a caller workspace is too small */
+    PCN_ERR_ISA = 5,      /* a forced ISA is not compiled in or not supported by this CPU */
+    PCN_ERR_ARG = 6       /* an enum or option argument has an invalid value */
 } pcn_status;
 
 typedef enum pcn_layout { PCN_NCHW = 0, PCN_NHWC = 1 } pcn_layout;
@@ -82,13 +82,13 @@ typedef enum pcn_path {
 
 /* Per-call options. Zero-initialise (or use pcn_options_default) and set what you need. */
 typedef struct pcn_options {
-    int threads;      /* OpenMP threads for this call; <= 0 means the OpenMP default; 1 = serial */
-    pcn_isa isa;      /* PCN_ISA_AUTO, or force one ISA (PCN_ERR_ISA if unavailable) */
-    pcn_path path;    /* parc_spatial only */
-    int nchw_kernel;  /* NCHW only: 0 auto, 1 plane kernels (vectors along W), 2 channel-slab
-                         kernels (vectors along C, planes gathered/scattered); same results
-                         up to rounding, different speed */
-    void *workspace;  /* optional caller scratch; NULL = the call allocates its own */
+    int threads;            /* OpenMP threads for this call; <= 0 means the OpenMP default; 1 = serial */
+    pcn_isa isa;            /* PCN_ISA_AUTO, or force one ISA (PCN_ERR_ISA if unavailable) */
+    pcn_path path;          /* parc_spatial only */
+    int nchw_kernel;        /* NCHW only: 0 auto, 1 plane kernels (vectors along W), 2 channel-slab
+                               kernels (vectors along C, planes gathered/scattered); same results
+                               up to rounding, different speed */
+    void *workspace;        /* optional caller scratch; NULL = the call allocates its own */
     size_t workspace_bytes; /* size of `workspace`; must be >= the *_workspace_size query */
 } pcn_options;
 
@@ -125,11 +125,9 @@ pcn_options pcn_options_default(void);
  *   bias (C) or NULL
  *   y    (N,C,OH,OW) or (N,OH,OW,C), OH = H + 2*PH - KH + 1 >= 1, OW = W + 2*PW - KW + 1 >= 1
  */
-pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w,
-                        const float *PCN_RESTRICT bias, float *PCN_RESTRICT y, size_t N, size_t C,
-                        size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
-                        pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                        pcn_error *PCN_RESTRICT err);
+pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
+                        float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
+                        size_t PW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /*
  * Oversized separable depthwise convolution OC (clause 5): vertical KV x 1 with padding KV/2,
@@ -137,22 +135,19 @@ pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w
  *   x   (N,C,H,W) or (N,H,W,C);  k_h (C,1,KV,1);  k_w (C,1,1,KW)
  *   y   (N,C,OH,OW) or (N,OH,OW,C) with OH = H + 2*(KV/2) - KV + 1 (= H for odd KV), same for OW.
  */
-pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h,
-                              const float *PCN_RESTRICT k_w, float *PCN_RESTRICT y, size_t N,
-                              size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                              pcn_error *PCN_RESTRICT err);
+pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                              float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /*
  * Fused ParC spatial op OC(x) + DW7(x) (clauses 5, 6 and 7) in one call. KV and KW must be odd.
  *   x (N,C,H,W) or (N,H,W,C); k_h (C,1,KV,1); k_w (C,1,1,KW); k7 (C,1,7,7); y has x's shape.
  * opt->path selects the separable path, the reparameterized dense path, or AUTO (cost model).
  */
-pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h,
-                            const float *PCN_RESTRICT k_w, const float *PCN_RESTRICT k7,
-                            float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
-                            size_t KV, size_t KW, pcn_layout layout,
-                            const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                            const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
+                            size_t KV, size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                            pcn_error *PCN_RESTRICT err);
 
 /*
  * Reparameterization (clause 7): dense (C,1,RH,RW) kernel with RH = max(KV,7), RW = max(KW,7):
@@ -160,34 +155,28 @@ pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRI
  * C*RH*RW floats. Each element is computed as float32 k_h*k_w, then + k7 where the 7x7 overlaps.
  */
 pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C,
-                              size_t KV, size_t KW, pcn_error *PCN_RESTRICT err);
+                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C, size_t KV, size_t KW,
+                              pcn_error *PCN_RESTRICT err);
 
 /*
  * Cost model of pcn_parc_spatial (spec clause 12.5): returns PCN_PATH_SEPARABLE or
  * PCN_PATH_DENSE for these sizes, or PCN_PATH_AUTO (0) when the sizes are invalid. The two cost
  * estimates (in multiply-add equivalents) are stored through the pointers when non-NULL.
  */
-pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, double *PCN_RESTRICT cost_separable,
-                              double *PCN_RESTRICT cost_dense);
+pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
+                              double *PCN_RESTRICT cost_separable, double *PCN_RESTRICT cost_dense);
 
 /*
  * Workspace queries: bytes of scratch the matching call needs with these sizes and options
  * (threads and isa matter). 0 is returned (and err filled) when the arguments are invalid.
  */
-size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW,
-                                   size_t PH, size_t PW, pcn_layout layout,
-                                   const pcn_options *PCN_RESTRICT opt,
-                                   pcn_error *PCN_RESTRICT err);
-size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
-                                         size_t KW, pcn_layout layout,
-                                         const pcn_options *PCN_RESTRICT opt,
+size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
+                                   pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                                         pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
                                          pcn_error *PCN_RESTRICT err);
-size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
-                                       size_t KW, pcn_layout layout,
-                                       const pcn_options *PCN_RESTRICT opt,
-                                       pcn_error *PCN_RESTRICT err);
+size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
+                                       const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 #ifdef __cplusplus
 }

@@ -32,10 +32,9 @@ extern "C" {
 /* A Fortran-77 BLAS sgemm (column-major, 32-bit integers): the reference BLAS `sgemm_`, OpenBLAS's,
  * or SciPy's `scipy.linalg.cython_blas.sgemm`. pcn_gemm calls it from several threads at once, so
  * it must be thread-safe and should run single-threaded (all parallelism is the caller's). */
-typedef void (*pcn_sgemm_fn)(const char *transa, const char *transb, const int *m, const int *n,
-                             const int *k, const float *alpha, const float *a, const int *lda,
-                             const float *b, const int *ldb, const float *beta, float *c,
-                             const int *ldc);
+typedef void (*pcn_sgemm_fn)(const char *transa, const char *transb, const int *m, const int *n, const int *k,
+                             const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
+                             const float *beta, float *c, const int *ldc);
 
 /* C = A B with row-major matrices, on OpenMP threads that each multiply a block of rows (or, for
  * few rows, of columns) with one call of `sgemm` (clause 15.5):
@@ -45,36 +44,33 @@ typedef void (*pcn_sgemm_fn)(const char *transa, const char *transb, const int *
  * Every size must fit an int. Each element of C is computed by one sgemm call whose K loop is
  * the same for any partition, so the result does not depend on the thread count (for a BLAS
  * whose kernels do not depend on the block sizes; OpenBLAS's do not). */
-pcn_status pcn_gemm(pcn_sgemm_fn sgemm, const float *PCN_RESTRICT a, size_t lda,
-                    const float *PCN_RESTRICT b, size_t ldb, int b_transposed,
-                    float *PCN_RESTRICT c, size_t ldc, size_t M, size_t N, size_t K,
+pcn_status pcn_gemm(pcn_sgemm_fn sgemm, const float *PCN_RESTRICT a, size_t lda, const float *PCN_RESTRICT b,
+                    size_t ldb, int b_transposed, float *PCN_RESTRICT c, size_t ldc, size_t M, size_t N, size_t K,
                     const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /* y[i] = erf(x[i]), i < n. NaN gives NaN, +-inf gives +-1. */
-pcn_status pcn_erf(const float *PCN_RESTRICT x, float *PCN_RESTRICT y, size_t n,
-                   const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_erf(const float *PCN_RESTRICT x, float *PCN_RESTRICT y, size_t n, const pcn_options *PCN_RESTRICT opt,
+                   pcn_error *PCN_RESTRICT err);
 
 /* y[r][c] = GELU(x[r][c] + bias[c]); bias (C) or NULL. x ld ldx, y ld ldy. Clause 8.1. */
-pcn_status pcn_bias_gelu(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT bias,
-                         float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
-                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_bias_gelu(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT bias, float *PCN_RESTRICT y,
+                         size_t ldy, size_t rows, size_t C, const pcn_options *PCN_RESTRICT opt,
+                         pcn_error *PCN_RESTRICT err);
 
 /* Token-mixer gate (clause 8.1): y[r][c] = (a[r][c] + bias[c]) * s[r][c]; bias (C) or NULL. */
 pcn_status pcn_gate(const float *PCN_RESTRICT a, size_t lda, const float *PCN_RESTRICT bias,
-                    const float *PCN_RESTRICT s, size_t lds, float *PCN_RESTRICT y, size_t ldy,
-                    size_t rows, size_t C, const pcn_options *PCN_RESTRICT opt,
-                    pcn_error *PCN_RESTRICT err);
+                    const float *PCN_RESTRICT s, size_t lds, float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
+                    const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /* Channel BGU gate (clause 8.2): y[r][c] = (h[r][c] + bias[c]) * GELU(h[r][C+c] + bias[C+c]),
  * h (rows, 2C) with ld ldh >= 2C; bias (2C) or NULL; y (rows, C). */
-pcn_status pcn_gelu_gate(const float *PCN_RESTRICT h, size_t ldh, const float *PCN_RESTRICT bias,
-                         float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
-                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_gelu_gate(const float *PCN_RESTRICT h, size_t ldh, const float *PCN_RESTRICT bias, float *PCN_RESTRICT y,
+                         size_t ldy, size_t rows, size_t C, const pcn_options *PCN_RESTRICT opt,
+                         pcn_error *PCN_RESTRICT err);
 
 /* LayerNormGeneral over each row (clause 4.1): c = x - mean(x), y = c / max(||c||_2, eps) * w. */
-pcn_status pcn_layer_norm_general(const float *PCN_RESTRICT x, size_t ldx,
-                                  const float *PCN_RESTRICT w, float *PCN_RESTRICT y, size_t ldy,
-                                  size_t rows, size_t C, float eps,
+pcn_status pcn_layer_norm_general(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT w,
+                                  float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C, float eps,
                                   const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /* Residual step of a block followed by the next LayerNormGeneral (clauses 8.3, 8.4, 4.1):
@@ -82,25 +78,22 @@ pcn_status pcn_layer_norm_general(const float *PCN_RESTRICT x, size_t ldx,
  *   y[r] = LNG(x[r]) * w                 (only when w is not NULL; y may then not be NULL)
  * x, branch and y must not overlap. */
 pcn_status pcn_residual_norm(float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT scale,
-                             const float *PCN_RESTRICT branch, size_t ldb,
-                             const float *PCN_RESTRICT w, float *PCN_RESTRICT y, size_t ldy,
-                             size_t rows, size_t C, float eps,
+                             const float *PCN_RESTRICT branch, size_t ldb, const float *PCN_RESTRICT w,
+                             float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C, float eps,
                              const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /* Standard LayerNorm over each row (clause 4.2): (x - mean) / sqrt(var + eps) * w + b, biased
  * variance; w and b (C). */
 pcn_status pcn_layer_norm(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT w,
-                          const float *PCN_RESTRICT b, float *PCN_RESTRICT y, size_t ldy,
-                          size_t rows, size_t C, float eps, const pcn_options *PCN_RESTRICT opt,
-                          pcn_error *PCN_RESTRICT err);
+                          const float *PCN_RESTRICT b, float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
+                          float eps, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /* The head (clause 8.5): x NHWC (N, HW, C) -> features (N, C) = LayerNorm(mean over HW)
  * (norm_w, norm_b, eps), then logits (N, K) = features @ fc_wt + fc_b with the classifier packed
  * as fc_wt (C, K) (the transpose of the Linear weight) and fc_b (K) or NULL. */
-pcn_status pcn_head(const float *PCN_RESTRICT x, size_t N, size_t HW, size_t C,
-                    const float *PCN_RESTRICT norm_w, const float *PCN_RESTRICT norm_b, float eps,
-                    const float *PCN_RESTRICT fc_wt, const float *PCN_RESTRICT fc_b, size_t K,
-                    float *PCN_RESTRICT features, float *PCN_RESTRICT logits,
+pcn_status pcn_head(const float *PCN_RESTRICT x, size_t N, size_t HW, size_t C, const float *PCN_RESTRICT norm_w,
+                    const float *PCN_RESTRICT norm_b, float eps, const float *PCN_RESTRICT fc_wt,
+                    const float *PCN_RESTRICT fc_b, size_t K, float *PCN_RESTRICT features, float *PCN_RESTRICT logits,
                     const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /* Patches of a strided, zero-padded 2-D convolution (clause 3), for a GEMM with the packed
@@ -108,10 +101,9 @@ pcn_status pcn_head(const float *PCN_RESTRICT x, size_t N, size_t HW, size_t C,
  * KH*KW*C (+1) columns, ld = KH*KW*C + bias_column. Column order: (ky, kx, c) for NHWC input,
  * (c, ky, kx) for NCHW input (PyTorch's weight order). With bias_column = 1 the last column is
  * 1.0, so a bias row appended to the packed weight adds the bias inside the GEMM. */
-pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C,
-                      size_t H, size_t W, size_t KH, size_t KW, size_t SH, size_t SW, size_t PH,
-                      size_t PW, pcn_layout layout, int bias_column,
-                      const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C, size_t H, size_t W,
+                      size_t KH, size_t KW, size_t SH, size_t SW, size_t PH, size_t PW, pcn_layout layout,
+                      int bias_column, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 #ifdef __cplusplus
 }

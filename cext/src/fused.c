@@ -13,13 +13,12 @@
 #include "pcn_internal.h"
 
 /* rows x cols matrix with leading dimension ld: not NULL, ld >= cols, addressable. */
-static pcn_status check_matrix(const char *op, const char *name, const void *p, size_t rows,
-                               size_t cols, size_t ld, pcn_error *err) {
+static pcn_status check_matrix(const char *op, const char *name, const void *p, size_t rows, size_t cols, size_t ld,
+                               pcn_error *err) {
     size_t last;
     if (!p) return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, name);
     if (ld < cols)
-        return pcn_fail(err, PCN_ERR_SHAPE, "%s: %s has leading dimension %zu < its %zu columns", op,
-                        name, ld, cols);
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: %s has leading dimension %zu < its %zu columns", op, name, ld, cols);
     if (pcn_mul_ovf(rows - 1, ld, &last) || pcn_add_ovf(last, cols, &last) || last > PCN_MAX_ELEMS)
         return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: %s (%zu rows, ld %zu) is too large", op, name, rows, ld);
     return PCN_OK;
@@ -44,8 +43,7 @@ static int fused_threads(const pcn_options *opt, size_t units, size_t work) {
 }
 
 /* Run a validated job: units split statically over the threads (each unit on one thread). */
-static pcn_status run(const pcn_fjob *job, size_t work, const pcn_options *opt, const char *op,
-                      pcn_error *err) {
+static pcn_status run(const pcn_fjob *job, size_t work, const pcn_options *opt, const char *op, pcn_error *err) {
     const pcn_isa isa = opt ? opt->isa : PCN_ISA_AUTO;
     const pcn_fused_kernels *k;
     size_t units;
@@ -75,8 +73,8 @@ static pcn_status run(const pcn_fjob *job, size_t work, const pcn_options *opt, 
     return pcn_ok(err);
 }
 
-pcn_status pcn_erf(const float *PCN_RESTRICT x, float *PCN_RESTRICT y, size_t n,
-                   const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+pcn_status pcn_erf(const float *PCN_RESTRICT x, float *PCN_RESTRICT y, size_t n, const pcn_options *PCN_RESTRICT opt,
+                   pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_erf";
     pcn_fjob j;
     pcn_status st;
@@ -93,9 +91,8 @@ pcn_status pcn_erf(const float *PCN_RESTRICT x, float *PCN_RESTRICT y, size_t n,
 }
 
 /* The common part of the row operations: sizes, x (ldx, x_cols columns) and y (ldy, C). */
-static pcn_status setup_rows(pcn_fjob *j, int kind, const char *op, const float *x, size_t ldx,
-                             size_t x_cols, float *y, size_t ldy, size_t rows, size_t C,
-                             pcn_error *err) {
+static pcn_status setup_rows(pcn_fjob *j, int kind, const char *op, const float *x, size_t ldx, size_t x_cols, float *y,
+                             size_t ldy, size_t rows, size_t C, pcn_error *err) {
     pcn_status st;
     if ((st = check_sizes(op, rows, C, err)) || (st = check_matrix(op, "x", x, rows, x_cols, ldx, err)) ||
         (st = check_matrix(op, "y", y, rows, C, ldy, err)))
@@ -111,9 +108,9 @@ static pcn_status setup_rows(pcn_fjob *j, int kind, const char *op, const float 
     return PCN_OK;
 }
 
-pcn_status pcn_bias_gelu(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT bias,
-                         float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
-                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+pcn_status pcn_bias_gelu(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT bias, float *PCN_RESTRICT y,
+                         size_t ldy, size_t rows, size_t C, const pcn_options *PCN_RESTRICT opt,
+                         pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_bias_gelu";
     pcn_fjob j;
     pcn_status st = setup_rows(&j, PCN_F_BIAS_GELU, op, x, ldx, C, y, ldy, rows, C, err);
@@ -123,9 +120,8 @@ pcn_status pcn_bias_gelu(const float *PCN_RESTRICT x, size_t ldx, const float *P
 }
 
 pcn_status pcn_gate(const float *PCN_RESTRICT a, size_t lda, const float *PCN_RESTRICT bias,
-                    const float *PCN_RESTRICT s, size_t lds, float *PCN_RESTRICT y, size_t ldy,
-                    size_t rows, size_t C, const pcn_options *PCN_RESTRICT opt,
-                    pcn_error *PCN_RESTRICT err) {
+                    const float *PCN_RESTRICT s, size_t lds, float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
+                    const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_gate";
     pcn_fjob j;
     pcn_status st = setup_rows(&j, PCN_F_GATE, op, a, lda, C, y, ldy, rows, C, err);
@@ -136,9 +132,9 @@ pcn_status pcn_gate(const float *PCN_RESTRICT a, size_t lda, const float *PCN_RE
     return run(&j, rows * C, opt, op, err);
 }
 
-pcn_status pcn_gelu_gate(const float *PCN_RESTRICT h, size_t ldh, const float *PCN_RESTRICT bias,
-                         float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
-                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+pcn_status pcn_gelu_gate(const float *PCN_RESTRICT h, size_t ldh, const float *PCN_RESTRICT bias, float *PCN_RESTRICT y,
+                         size_t ldy, size_t rows, size_t C, const pcn_options *PCN_RESTRICT opt,
+                         pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_gelu_gate";
     pcn_fjob j;
     pcn_status st;
@@ -149,9 +145,8 @@ pcn_status pcn_gelu_gate(const float *PCN_RESTRICT h, size_t ldh, const float *P
     return run(&j, rows * C, opt, op, err);
 }
 
-pcn_status pcn_layer_norm_general(const float *PCN_RESTRICT x, size_t ldx,
-                                  const float *PCN_RESTRICT w, float *PCN_RESTRICT y, size_t ldy,
-                                  size_t rows, size_t C, float eps,
+pcn_status pcn_layer_norm_general(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT w,
+                                  float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C, float eps,
                                   const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_layer_norm_general";
     pcn_fjob j;
@@ -163,9 +158,8 @@ pcn_status pcn_layer_norm_general(const float *PCN_RESTRICT x, size_t ldx,
 }
 
 pcn_status pcn_residual_norm(float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT scale,
-                             const float *PCN_RESTRICT branch, size_t ldb,
-                             const float *PCN_RESTRICT w, float *PCN_RESTRICT y, size_t ldy,
-                             size_t rows, size_t C, float eps,
+                             const float *PCN_RESTRICT branch, size_t ldb, const float *PCN_RESTRICT w,
+                             float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C, float eps,
                              const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_residual_norm";
     pcn_fjob j;
@@ -191,24 +185,21 @@ pcn_status pcn_residual_norm(float *PCN_RESTRICT x, size_t ldx, const float *PCN
 }
 
 pcn_status pcn_layer_norm(const float *PCN_RESTRICT x, size_t ldx, const float *PCN_RESTRICT w,
-                          const float *PCN_RESTRICT b, float *PCN_RESTRICT y, size_t ldy,
-                          size_t rows, size_t C, float eps, const pcn_options *PCN_RESTRICT opt,
-                          pcn_error *PCN_RESTRICT err) {
+                          const float *PCN_RESTRICT b, float *PCN_RESTRICT y, size_t ldy, size_t rows, size_t C,
+                          float eps, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_layer_norm";
     pcn_fjob j;
     pcn_status st = setup_rows(&j, PCN_F_LN, op, x, ldx, C, y, ldy, rows, C, err);
-    if (st || (st = check_matrix(op, "w", w, 1, C, C, err)) || (st = check_matrix(op, "b", b, 1, C, C, err)))
-        return st;
+    if (st || (st = check_matrix(op, "w", w, 1, C, C, err)) || (st = check_matrix(op, "b", b, 1, C, C, err))) return st;
     j.w = w;
     j.bias = b;
     j.eps = eps;
     return run(&j, rows * C, opt, op, err);
 }
 
-pcn_status pcn_head(const float *PCN_RESTRICT x, size_t N, size_t HW, size_t C,
-                    const float *PCN_RESTRICT norm_w, const float *PCN_RESTRICT norm_b, float eps,
-                    const float *PCN_RESTRICT fc_wt, const float *PCN_RESTRICT fc_b, size_t K,
-                    float *PCN_RESTRICT features, float *PCN_RESTRICT logits,
+pcn_status pcn_head(const float *PCN_RESTRICT x, size_t N, size_t HW, size_t C, const float *PCN_RESTRICT norm_w,
+                    const float *PCN_RESTRICT norm_b, float eps, const float *PCN_RESTRICT fc_wt,
+                    const float *PCN_RESTRICT fc_b, size_t K, float *PCN_RESTRICT features, float *PCN_RESTRICT logits,
                     const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_head";
     pcn_fjob j;
@@ -216,8 +207,7 @@ pcn_status pcn_head(const float *PCN_RESTRICT x, size_t N, size_t HW, size_t C,
     pcn_status st;
     if (N == 0 || HW == 0 || K == 0)
         return pcn_fail(err, PCN_ERR_SHAPE, "%s: N, HW and K must be >= 1, got N=%zu HW=%zu K=%zu", op, N, HW, K);
-    if (pcn_mul_ovf(N, HW, &rows))
-        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: N=%zu x HW=%zu is too large", op, N, HW);
+    if (pcn_mul_ovf(N, HW, &rows)) return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: N=%zu x HW=%zu is too large", op, N, HW);
     if ((st = check_sizes(op, rows, C, err)) || (st = check_matrix(op, "x", x, rows, C, C, err)) ||
         (st = check_matrix(op, "norm_w", norm_w, 1, C, C, err)) ||
         (st = check_matrix(op, "norm_b", norm_b, 1, C, C, err)) ||
@@ -247,10 +237,9 @@ pcn_status pcn_head(const float *PCN_RESTRICT x, size_t N, size_t HW, size_t C,
 
 /* ------------------------------------------------------------------ im2col */
 
-static void im2col_rows(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t r0, size_t r1,
-                        ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t SH,
-                        ptrdiff_t SW, ptrdiff_t PH, ptrdiff_t PW, ptrdiff_t OH, ptrdiff_t OW,
-                        pcn_layout layout, int bias_column) {
+static void im2col_rows(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t r0, size_t r1, ptrdiff_t C,
+                        ptrdiff_t H, ptrdiff_t W, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t SH, ptrdiff_t SW, ptrdiff_t PH,
+                        ptrdiff_t PW, ptrdiff_t OH, ptrdiff_t OW, pcn_layout layout, int bias_column) {
     const ptrdiff_t ld = KH * KW * C + bias_column;
     size_t r;
     for (r = r0; r < r1; r++) { /* r = n * OH + oy: one output row of the map */
@@ -280,10 +269,9 @@ static void im2col_rows(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, s
     }
 }
 
-pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C,
-                      size_t H, size_t W, size_t KH, size_t KW, size_t SH, size_t SW, size_t PH,
-                      size_t PW, pcn_layout layout, int bias_column,
-                      const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C, size_t H, size_t W,
+                      size_t KH, size_t KW, size_t SH, size_t SW, size_t PH, size_t PW, pcn_layout layout,
+                      int bias_column, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_im2col";
     size_t OH, OW, ld, rows, total, nx;
     int nt;
@@ -296,19 +284,20 @@ pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, siz
     if (N == 0 || C == 0 || H == 0 || W == 0 || KH == 0 || KW == 0 || SH == 0 || SW == 0)
         return pcn_fail(err, PCN_ERR_SHAPE,
                         "%s: sizes, kernel and stride must be >= 1, got N=%zu C=%zu H=%zu W=%zu K=%zux%zu "
-                        "S=%zux%zu", op, N, C, H, W, KH, KW, SH, SW);
+                        "S=%zux%zu",
+                        op, N, C, H, W, KH, KW, SH, SW);
     if (KH > PCN_MAX_KERNEL || KW > PCN_MAX_KERNEL || PH > PCN_MAX_KERNEL || PW > PCN_MAX_KERNEL)
-        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu and padding %zux%zu must be <= %d", op, KH, KW,
-                        PH, PW, PCN_MAX_KERNEL);
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu and padding %zux%zu must be <= %d", op, KH, KW, PH, PW,
+                        PCN_MAX_KERNEL);
     if (pcn_mul4_ovf(N, C, H, W, &nx) || nx > PCN_MAX_ELEMS)
         return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: input N=%zu C=%zu H=%zu W=%zu is too large", op, N, C, H, W);
     if (H + 2 * PH < KH || W + 2 * PW < KW)
-        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu does not fit the padded input %zux%zu", op, KH,
-                        KW, H + 2 * PH, W + 2 * PW);
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu does not fit the padded input %zux%zu", op, KH, KW,
+                        H + 2 * PH, W + 2 * PW);
     OH = (H + 2 * PH - KH) / SH + 1;
     OW = (W + 2 * PW - KW) / SW + 1;
-    if (pcn_mul3_ovf(KH, KW, C, &ld) || pcn_add_ovf(ld, (size_t)bias_column, &ld) ||
-        pcn_mul3_ovf(N, OH, OW, &rows) || pcn_mul_ovf(rows, ld, &total) || total > PCN_MAX_ELEMS)
+    if (pcn_mul3_ovf(KH, KW, C, &ld) || pcn_add_ovf(ld, (size_t)bias_column, &ld) || pcn_mul3_ovf(N, OH, OW, &rows) ||
+        pcn_mul_ovf(rows, ld, &total) || total > PCN_MAX_ELEMS)
         return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: the patch matrix is too large", op);
     if ((st = pcn_check_option_values(opt, err)) != PCN_OK) return st;
     rows = N * OH;
@@ -321,16 +310,15 @@ pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, siz
             size_t chunk = rows / nth, rem = rows % nth;
             size_t r0 = tid * chunk + (tid < rem ? tid : rem);
             im2col_rows(x, cols, r0, r0 + chunk + (tid < rem ? 1 : 0), (ptrdiff_t)C, (ptrdiff_t)H, (ptrdiff_t)W,
-                        (ptrdiff_t)KH, (ptrdiff_t)KW, (ptrdiff_t)SH, (ptrdiff_t)SW, (ptrdiff_t)PH,
-                        (ptrdiff_t)PW, (ptrdiff_t)OH, (ptrdiff_t)OW, layout, bias_column);
+                        (ptrdiff_t)KH, (ptrdiff_t)KW, (ptrdiff_t)SH, (ptrdiff_t)SW, (ptrdiff_t)PH, (ptrdiff_t)PW,
+                        (ptrdiff_t)OH, (ptrdiff_t)OW, layout, bias_column);
         }
         return pcn_ok(err);
     }
 #endif
     (void)nt;
-    im2col_rows(x, cols, 0, rows, (ptrdiff_t)C, (ptrdiff_t)H, (ptrdiff_t)W, (ptrdiff_t)KH, (ptrdiff_t)KW,
-                (ptrdiff_t)SH, (ptrdiff_t)SW, (ptrdiff_t)PH, (ptrdiff_t)PW, (ptrdiff_t)OH, (ptrdiff_t)OW, layout,
-                bias_column);
+    im2col_rows(x, cols, 0, rows, (ptrdiff_t)C, (ptrdiff_t)H, (ptrdiff_t)W, (ptrdiff_t)KH, (ptrdiff_t)KW, (ptrdiff_t)SH,
+                (ptrdiff_t)SW, (ptrdiff_t)PH, (ptrdiff_t)PW, (ptrdiff_t)OH, (ptrdiff_t)OW, layout, bias_column);
     return pcn_ok(err);
 }
 
@@ -340,21 +328,21 @@ pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, siz
  * the BLAS kernels on full register tiles), and multiply-adds per thread. */
 #define PCN_GEMM_ROW_BLOCK 16
 #define PCN_GEMM_COL_BLOCK 64
-#define PCN_GEMM_MIN_MACS ((size_t)1 << 18)
+#define PCN_GEMM_MIN_MACS  ((size_t)1 << 18)
 
 /* One block of C: rows [m0, m1) and columns [n0, n1), row-major, as one column-major sgemm of the
  * transposes: C^T = op(B)^T A^T. */
-static void gemm_block(pcn_sgemm_fn sgemm, const float *a, size_t lda, const float *b, size_t ldb, int bt,
-                       float *c, size_t ldc, size_t m0, size_t m1, size_t n0, size_t n1, size_t K) {
+static void gemm_block(pcn_sgemm_fn sgemm, const float *a, size_t lda, const float *b, size_t ldb, int bt, float *c,
+                       size_t ldc, size_t m0, size_t m1, size_t n0, size_t n1, size_t K) {
     const int m = (int)(n1 - n0), n = (int)(m1 - m0), k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
     const float one = 1.0f, zero = 0.0f;
     const float *bb = bt ? b + n0 * ldb : b + n0;
-    if (m > 0 && n > 0) sgemm(bt ? "T" : "N", "N", &m, &n, &k, &one, bb, &la, a + m0 * lda, &lb, &zero, c + m0 * ldc + n0, &lc);
+    if (m > 0 && n > 0)
+        sgemm(bt ? "T" : "N", "N", &m, &n, &k, &one, bb, &la, a + m0 * lda, &lb, &zero, c + m0 * ldc + n0, &lc);
 }
 
-pcn_status pcn_gemm(pcn_sgemm_fn sgemm, const float *PCN_RESTRICT a, size_t lda,
-                    const float *PCN_RESTRICT b, size_t ldb, int b_transposed,
-                    float *PCN_RESTRICT c, size_t ldc, size_t M, size_t N, size_t K,
+pcn_status pcn_gemm(pcn_sgemm_fn sgemm, const float *PCN_RESTRICT a, size_t lda, const float *PCN_RESTRICT b,
+                    size_t ldb, int b_transposed, float *PCN_RESTRICT c, size_t ldc, size_t M, size_t N, size_t K,
                     const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_gemm";
     size_t macs, units, nt;
@@ -375,7 +363,8 @@ pcn_status pcn_gemm(pcn_sgemm_fn sgemm, const float *PCN_RESTRICT a, size_t lda,
      * B (K x N) once per thread, splitting the columns packs A (M x K) once per thread. Split the
      * side that leaves the smaller operand duplicated (rows when M >= N), in whole blocks. */
     split_rows = M >= N && M >= 2 * PCN_GEMM_ROW_BLOCK;
-    units = split_rows ? (M + PCN_GEMM_ROW_BLOCK - 1) / PCN_GEMM_ROW_BLOCK : (N + PCN_GEMM_COL_BLOCK - 1) / PCN_GEMM_COL_BLOCK;
+    units = split_rows ? (M + PCN_GEMM_ROW_BLOCK - 1) / PCN_GEMM_ROW_BLOCK
+                       : (N + PCN_GEMM_COL_BLOCK - 1) / PCN_GEMM_COL_BLOCK;
     if (pcn_mul3_ovf(M, N, K, &macs)) macs = SIZE_MAX;
     nt = (size_t)pcn_requested_threads(opt);
     if (nt > units) nt = units;

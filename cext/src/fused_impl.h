@@ -73,7 +73,7 @@ PCN_INLINE vec PCN_FN(load_opt)(const float *p, ptrdiff_t c, ptrdiff_t n, vec df
 #define PCN_EXP_E2 4.1668277e-02f
 #define PCN_EXP_E1 1.6666517e-01f
 #define PCN_EXP_E0 4.9999994e-01f
-#define PCN_LOG2E 1.442695f
+#define PCN_LOG2E  1.442695f
 #define PCN_LN2_HI 0.69314575f /* 0.693145751953125, exact with few bits: n * PCN_LN2_HI is exact */
 #define PCN_LN2_LO 1.4286068e-06f
 
@@ -201,8 +201,8 @@ PCN_INLINE void PCN_FN(row_moments)(const float *x, ptrdiff_t C, float *mean, fl
 }
 
 /* y = (x - mean) * inv * w (+ b): the last pass of both norms; x and y may be the same row. */
-PCN_INLINE void PCN_FN(row_normalize)(const float *x, float *y, ptrdiff_t C, float mean, float inv,
-                                      const float *w, const float *b) {
+PCN_INLINE void PCN_FN(row_normalize)(const float *x, float *y, ptrdiff_t C, float mean, float inv, const float *w,
+                                      const float *b) {
     ptrdiff_t c;
     for (c = 0; c < C; c += VL) {
         const ptrdiff_t n = pmin(VL, C - c);
@@ -221,8 +221,7 @@ PCN_INLINE void PCN_FN(lng)(const float *x, float *y, ptrdiff_t C, const float *
 }
 
 /* Standard LayerNorm of one row (clause 4.2). */
-PCN_INLINE void PCN_FN(ln)(const float *x, float *y, ptrdiff_t C, const float *w, const float *b,
-                           float eps) {
+PCN_INLINE void PCN_FN(ln)(const float *x, float *y, ptrdiff_t C, const float *w, const float *b, float eps) {
     float mean, ss;
     PCN_FN(row_moments)(x, C, &mean, &ss);
     PCN_FN(row_normalize)(x, y, C, mean, 1.0f / sqrtf(ss / (float)C + eps), w, b);
@@ -285,12 +284,9 @@ static void PCN_FN(classify_block)(const pcn_fjob *j, ptrdiff_t blk) {
 
 static size_t PCN_FN(fused_units)(const pcn_fjob *j) {
     switch (j->op) {
-    case PCN_F_ERF:
-        return (size_t)ceil_div(j->C, PCN_ERF_CHUNK);
-    case PCN_F_CLASSIFY:
-        return (size_t)ceil_div(j->K, PCN_CLS_VECTORS * VL);
-    default:
-        return (size_t)j->rows;
+    case PCN_F_ERF: return (size_t)ceil_div(j->C, PCN_ERF_CHUNK);
+    case PCN_F_CLASSIFY: return (size_t)ceil_div(j->K, PCN_CLS_VECTORS * VL);
+    default: return (size_t)j->rows;
     }
 }
 
@@ -313,5 +309,8 @@ static void PCN_FN(fused_run)(const pcn_fjob *j, size_t u0, size_t u1) {
 }
 
 const pcn_fused_kernels PCN_CAT(pcn_fused_kernels, PCN_SUFFIX) = {
-    PCN_ISA_ID, VL, PCN_FN(fused_units), PCN_FN(fused_run),
+    PCN_ISA_ID,
+    VL,
+    PCN_FN(fused_units),
+    PCN_FN(fused_run),
 };

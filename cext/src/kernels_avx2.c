@@ -11,18 +11,18 @@
 #endif
 #include <immintrin.h>
 
-#define PCN_SUFFIX avx2
-#define PCN_ISA_ID PCN_ISA_AVX2
+#define PCN_SUFFIX  avx2
+#define PCN_ISA_ID  PCN_ISA_AVX2
 #define PCN_ISA_STR "avx2"
-#define VL 8
+#define VL          8
 typedef __m256 vec;
-#define V_ZERO() _mm256_setzero_ps()
-#define V_SET1(f) _mm256_set1_ps(f)
-#define V_LOAD(p) _mm256_loadu_ps(p)
-#define V_STORE(p, v) _mm256_storeu_ps((p), (v))
+#define V_ZERO()         _mm256_setzero_ps()
+#define V_SET1(f)        _mm256_set1_ps(f)
+#define V_LOAD(p)        _mm256_loadu_ps(p)
+#define V_STORE(p, v)    _mm256_storeu_ps((p), (v))
 #define V_FMA(a, b, acc) _mm256_fmadd_ps((a), (b), (acc))
 static const int pcn_avx2_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-#define V_STORE_N(p, v, n) \
+#define V_STORE_N(p, v, n)                                                                                             \
     _mm256_maskstore_ps((p), _mm256_loadu_si256((const __m256i *)(pcn_avx2_masks + 8 - (n))), (v))
 #define NCHW_R 4
 #define NCHW_V 3
@@ -35,13 +35,13 @@ static const int pcn_avx2_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 
 #define V_SUB(a, b) _mm256_sub_ps((a), (b))
 #define V_MUL(a, b) _mm256_mul_ps((a), (b))
 #define V_MIN(a, b) _mm256_min_ps((a), (b))
-#define V_ABS(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
-#define V_COPYSIGN(m, s) \
+#define V_ABS(a)    _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
+#define V_COPYSIGN(m, s)                                                                                               \
     _mm256_or_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), (m)), _mm256_and_ps(_mm256_set1_ps(-0.0f), (s)))
 #define V_SELECT_LT(a, b, x, y) _mm256_blendv_ps((y), (x), _mm256_cmp_ps((a), (b), _CMP_LT_OQ))
-#define V_SELECT_NAN(a, x, y) _mm256_blendv_ps((y), (x), _mm256_cmp_ps((a), (a), _CMP_UNORD_Q))
-#define V_RINT(a) _mm256_round_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define V_POW2I(n) \
+#define V_SELECT_NAN(a, x, y)   _mm256_blendv_ps((y), (x), _mm256_cmp_ps((a), (a), _CMP_UNORD_Q))
+#define V_RINT(a)               _mm256_round_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_POW2I(n)                                                                                                     \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
 static inline float pcn_avx2_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -30,38 +30,38 @@
 #include <string.h>
 
 #define PCN_CAT2(a, b) a##_##b
-#define PCN_CAT(a, b) PCN_CAT2(a, b)
-#define PCN_FN(name) PCN_CAT(name, PCN_SUFFIX)
+#define PCN_CAT(a, b)  PCN_CAT2(a, b)
+#define PCN_FN(name)   PCN_CAT(name, PCN_SUFFIX)
 
 #define TMAX 4 /* largest tile dimension instantiated */
 #if defined(__GNUC__) || defined(__clang__)
 #define PCN_PRAGMA(x) _Pragma(#x)
-#define PCN_UNROLL PCN_PRAGMA(GCC unroll 4)
+#define PCN_UNROLL    PCN_PRAGMA(GCC unroll 4)
 #else
 #define PCN_UNROLL
 #endif
 
 typedef struct band_t {
-    const float *a;   /* A(s, r) at a + r*ar + s*as */
+    const float *a; /* A(s, r) at a + r*ar + s*as */
     ptrdiff_t ar, as;
-    const float *b;   /* B(s, i) at b + s*bs + i*bi */
+    const float *b; /* B(s, i) at b + s*bs + i*bi */
     ptrdiff_t bs, bi;
-    ptrdiff_t ns;     /* number of s */
-    ptrdiff_t m;      /* repetitions (kernel columns); a += astep, b += bstep after each */
+    ptrdiff_t ns; /* number of s */
+    ptrdiff_t m;  /* repetitions (kernel columns); a += astep, b += bstep after each */
     ptrdiff_t astep, bstep;
 } band_t;
 
 /* The register tile. R, NI, BCAST are compile-time constants at every call site. */
-PCN_INLINE void PCN_FN(tile_generic)(const int R, const int NI, const int BCAST, vec init,
-                                     const band_t *bands, int nb, float *PCN_RESTRICT out, ptrdiff_t ldo,
-                                     ptrdiff_t ldi, int lastn, int alln) {
+PCN_INLINE void PCN_FN(tile_generic)(const int R, const int NI, const int BCAST, vec init, const band_t *bands, int nb,
+                                     float *PCN_RESTRICT out, ptrdiff_t ldo, ptrdiff_t ldi, int lastn, int alln) {
     vec acc[TMAX][TMAX];
     int r, i, g;
     /* The unroll pragmas make the accumulators registers at any optimisation level. */
     PCN_UNROLL
-    for (r = 0; r < R; r++)
+    for (r = 0; r < R; r++) {
         PCN_UNROLL
         for (i = 0; i < NI; i++) acc[r][i] = init;
+    }
     for (g = 0; g < nb; g++) {
         const band_t *bd = &bands[g];
         const float *a = bd->a, *b = bd->b;
@@ -84,7 +84,7 @@ PCN_INLINE void PCN_FN(tile_generic)(const int R, const int NI, const int BCAST,
         }
     }
     PCN_UNROLL
-    for (r = 0; r < R; r++)
+    for (r = 0; r < R; r++) {
         PCN_UNROLL
         for (i = 0; i < NI; i++) {
             float *p = out + r * ldo + i * ldi;
@@ -94,48 +94,61 @@ PCN_INLINE void PCN_FN(tile_generic)(const int R, const int NI, const int BCAST,
             else
                 V_STORE_N(p, acc[r][i], n);
         }
+    }
 }
 
-typedef void (*tile_fn)(vec init, const band_t *bands, int nb, float *PCN_RESTRICT out, ptrdiff_t ldo,
-                        ptrdiff_t ldi, int lastn, int alln);
+typedef void (*tile_fn)(vec init, const band_t *bands, int nb, float *PCN_RESTRICT out, ptrdiff_t ldo, ptrdiff_t ldi,
+                        int lastn, int alln);
 
-#define DEF_TILE(KIND, BC, R, I)                                                              \
-    static void PCN_FN(tile_##KIND##_r##R##x##I)(vec init, const band_t *bands, int nb,       \
-                                                 float *PCN_RESTRICT out, ptrdiff_t ldo,      \
-                                                 ptrdiff_t ldi,                               \
-                                                 int lastn, int alln) {                       \
-        PCN_FN(tile_generic)(R, I, BC, init, bands, nb, out, ldo, ldi, lastn, alln);         \
+#define DEF_TILE(KIND, BC, R, I)                                                                                       \
+    static void PCN_FN(tile_##KIND##_r##R##x##I)(vec init, const band_t *bands, int nb, float *PCN_RESTRICT out,       \
+                                                 ptrdiff_t ldo, ptrdiff_t ldi, int lastn, int alln) {                  \
+        PCN_FN(tile_generic)(R, I, BC, init, bands, nb, out, ldo, ldi, lastn, alln);                                   \
     }
-#define DEF_TILES_R(KIND, BC, R) \
+#define DEF_TILES_R(KIND, BC, R)                                                                                       \
     DEF_TILE(KIND, BC, R, 1) DEF_TILE(KIND, BC, R, 2) DEF_TILE(KIND, BC, R, 3) DEF_TILE(KIND, BC, R, 4)
-#define DEF_TILES(KIND, BC) \
+#define DEF_TILES(KIND, BC)                                                                                            \
     DEF_TILES_R(KIND, BC, 1) DEF_TILES_R(KIND, BC, 2) DEF_TILES_R(KIND, BC, 3) DEF_TILES_R(KIND, BC, 4)
 
 DEF_TILES(nchw, 1)
 DEF_TILES(nhwc, 0)
 
-#define TILE_ROW(KIND, R)                                                                  \
-    {PCN_FN(tile_##KIND##_r##R##x1), PCN_FN(tile_##KIND##_r##R##x2),                      \
-     PCN_FN(tile_##KIND##_r##R##x3), PCN_FN(tile_##KIND##_r##R##x4)}
-static const tile_fn PCN_FN(tiles_nchw)[TMAX][TMAX] = {TILE_ROW(nchw, 1), TILE_ROW(nchw, 2),
-                                                        TILE_ROW(nchw, 3), TILE_ROW(nchw, 4)};
-static const tile_fn PCN_FN(tiles_nhwc)[TMAX][TMAX] = {TILE_ROW(nhwc, 1), TILE_ROW(nhwc, 2),
-                                                        TILE_ROW(nhwc, 3), TILE_ROW(nhwc, 4)};
+#define TILE_ROW(KIND, R)                                                                                              \
+    {                                                                                                                  \
+        PCN_FN(tile_##KIND##_r##R##x1), PCN_FN(tile_##KIND##_r##R##x2), PCN_FN(tile_##KIND##_r##R##x3),                \
+            PCN_FN(tile_##KIND##_r##R##x4)                                                                             \
+    }
+static const tile_fn PCN_FN(tiles_nchw)[TMAX][TMAX] = {TILE_ROW(nchw, 1), TILE_ROW(nchw, 2), TILE_ROW(nchw, 3),
+                                                       TILE_ROW(nchw, 4)};
+static const tile_fn PCN_FN(tiles_nhwc)[TMAX][TMAX] = {TILE_ROW(nhwc, 1), TILE_ROW(nhwc, 2), TILE_ROW(nhwc, 3),
+                                                       TILE_ROW(nhwc, 4)};
 
-#define NCHW_VW (NCHW_V * VL)   /* output columns per NCHW tile */
-#define NCHW_E (NCHW_R - 1)     /* zero extension of vertically applied kernels, NCHW */
-#define NHWC_E (NHWC_R - 1)
-#define NHWC_JP (NHWC_J - 1)    /* column padding of the NHWC input slab (pixels) */
+#define NCHW_VW (NCHW_V * VL) /* output columns per NCHW tile */
+#define NCHW_E  (NCHW_R - 1)  /* zero extension of vertically applied kernels, NCHW */
+#define NHWC_E  (NHWC_R - 1)
+#define NHWC_JP (NHWC_J - 1) /* column padding of the NHWC input slab (pixels) */
 
-static inline ptrdiff_t pmax(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
-static inline ptrdiff_t pmin(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
-static inline ptrdiff_t ceil_div(ptrdiff_t a, ptrdiff_t b) { return (a + b - 1) / b; }
+static inline ptrdiff_t pmax(ptrdiff_t a, ptrdiff_t b) {
+    return a > b ? a : b;
+}
+static inline ptrdiff_t pmin(ptrdiff_t a, ptrdiff_t b) {
+    return a < b ? a : b;
+}
+static inline ptrdiff_t ceil_div(ptrdiff_t a, ptrdiff_t b) {
+    return (a + b - 1) / b;
+}
 
 /* ---------------------------------------------------------------- sizes */
 
-static ptrdiff_t PCN_FN(nchw_ldx)(const pcn_job *j) { return NCHW_VW + j->W + NCHW_VW; }
-static ptrdiff_t PCN_FN(nchw_ldt)(const pcn_job *j) { return ceil_div(j->W, VL) * VL; }
-static ptrdiff_t PCN_FN(nhwc_ldx)(const pcn_job *j) { return (j->W + 2 * NHWC_JP) * VL; }
+static ptrdiff_t PCN_FN(nchw_ldx)(const pcn_job *j) {
+    return NCHW_VW + j->W + NCHW_VW;
+}
+static ptrdiff_t PCN_FN(nchw_ldt)(const pcn_job *j) {
+    return ceil_div(j->W, VL) * VL;
+}
+static ptrdiff_t PCN_FN(nhwc_ldx)(const pcn_job *j) {
+    return (j->W + 2 * NHWC_JP) * VL;
+}
 
 /* Weight block of one unit, in floats.
  * NCHW dense:     (KH + 2E) x KW, rows E..E+KH-1 = w[c]
@@ -152,7 +165,9 @@ static ptrdiff_t PCN_FN(wblock)(const pcn_job *j) {
 }
 
 /* Per-thread scratch: [weights | padded input | intermediate], each rounded to 16 floats. */
-static ptrdiff_t round16(ptrdiff_t v) { return (v + 15) / 16 * 16; }
+static ptrdiff_t round16(ptrdiff_t v) {
+    return (v + 15) / 16 * 16;
+}
 
 static size_t PCN_FN(scratch_floats)(const pcn_job *j) {
     size_t a, b = 0, o = 0, r;
@@ -162,8 +177,7 @@ static size_t PCN_FN(scratch_floats)(const pcn_job *j) {
             return PCN_SIZE_BAD;
     } else {
         if (pcn_mul_ovf((size_t)j->H, (size_t)PCN_FN(nhwc_ldx)(j), &a)) return PCN_SIZE_BAD;
-        if (j->kind == PCN_JOB_SEPARABLE && pcn_mul3_ovf((size_t)j->OH, (size_t)j->W, VL, &b))
-            return PCN_SIZE_BAD;
+        if (j->kind == PCN_JOB_SEPARABLE && pcn_mul3_ovf((size_t)j->OH, (size_t)j->W, VL, &b)) return PCN_SIZE_BAD;
         /* NCHW through slabs: the output slab, scattered to the planes at the end */
         if (j->layout == PCN_NCHW && pcn_mul3_ovf((size_t)j->OH, (size_t)j->OW, VL, &o)) return PCN_SIZE_BAD;
     }
@@ -201,8 +215,8 @@ static void PCN_FN(load_weights)(const pcn_job *j, ptrdiff_t c0, float *PCN_REST
         if (j->kind == PCN_JOB_DENSE) {
             float *d = wb + NCHW_E * KW;
             if (j->reparam) {
-                pcn_reparam_channel(j->kh_raw + c * j->RKV, j->kw_raw + c * j->RKW, j->k7_raw + c * 49,
-                                    j->RKV, j->RKW, d, KW, 1);
+                pcn_reparam_channel(j->kh_raw + c * j->RKV, j->kw_raw + c * j->RKW, j->k7_raw + c * 49, j->RKV, j->RKW,
+                                    d, KW, 1);
             } else {
                 memcpy(d, j->w_raw + c * KH * KW, sizeof(float) * (size_t)(KH * KW));
             }
@@ -221,8 +235,8 @@ static void PCN_FN(load_weights)(const pcn_job *j, ptrdiff_t c0, float *PCN_REST
                 if (l >= cv) {
                     for (k = 0; k < KH * KW; k++) d[k * VL + l] = 0.0f;
                 } else if (j->reparam) {
-                    pcn_reparam_channel(j->kh_raw + c * j->RKV, j->kw_raw + c * j->RKW, j->k7_raw + c * 49,
-                                        j->RKV, j->RKW, d + l, KW * VL, VL);
+                    pcn_reparam_channel(j->kh_raw + c * j->RKV, j->kw_raw + c * j->RKW, j->k7_raw + c * 49, j->RKV,
+                                        j->RKW, d + l, KW * VL, VL);
                 } else {
                     for (k = 0; k < KH * KW; k++) d[k * VL + l] = j->w_raw[c * KH * KW + k];
                 }
@@ -246,10 +260,9 @@ static void PCN_FN(load_weights)(const pcn_job *j, ptrdiff_t c0, float *PCN_REST
 
 /* Band of a dense kernel (KH x KW, padding PH, PW) over the padded plane xp for the tile at
  * output (i0, j0) with R rows and nvalid real output columns. Returns 0 when no tap reaches. */
-static int PCN_FN(nchw_dense_band)(band_t *bd, const float *wext, ptrdiff_t KH, ptrdiff_t KW,
-                                   ptrdiff_t PH, ptrdiff_t PW, const float *xp, ptrdiff_t ldx,
-                                   ptrdiff_t H, ptrdiff_t W, ptrdiff_t i0, ptrdiff_t R,
-                                   ptrdiff_t j0, ptrdiff_t nvalid) {
+static int PCN_FN(nchw_dense_band)(band_t *bd, const float *wext, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t PH,
+                                   ptrdiff_t PW, const float *xp, ptrdiff_t ldx, ptrdiff_t H, ptrdiff_t W, ptrdiff_t i0,
+                                   ptrdiff_t R, ptrdiff_t j0, ptrdiff_t nvalid) {
     const ptrdiff_t s0 = pmax(0, i0 - PH), s1 = pmin(H - 1, i0 + R - 1 - PH + KH - 1);
     const ptrdiff_t kx0 = pmax(0, PW - (j0 + nvalid - 1)), kx1 = pmin(KW - 1, W - 1 + PW - j0);
     if (s0 > s1 || kx0 > kx1) return 0;
@@ -266,8 +279,8 @@ static int PCN_FN(nchw_dense_band)(band_t *bd, const float *wext, ptrdiff_t KH, 
     return 1;
 }
 
-static void PCN_FN(nchw_copy_plane)(float *PCN_RESTRICT xp, ptrdiff_t ldx, const float *PCN_RESTRICT x,
-                                    ptrdiff_t H, ptrdiff_t W) {
+static void PCN_FN(nchw_copy_plane)(float *PCN_RESTRICT xp, ptrdiff_t ldx, const float *PCN_RESTRICT x, ptrdiff_t H,
+                                    ptrdiff_t W) {
     ptrdiff_t s;
     for (s = 0; s < H; s++) memcpy(xp + s * ldx + NCHW_VW, x + s * W, sizeof(float) * (size_t)W);
 }
@@ -286,10 +299,8 @@ static void PCN_FN(dwconv_nchw_plane)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c
         for (j0 = 0; j0 < OW; j0 += NCHW_VW) {
             const ptrdiff_t nv = pmin(NCHW_VW, OW - j0), V = ceil_div(nv, VL);
             band_t bd;
-            int nb = PCN_FN(nchw_dense_band)(&bd, wext, j->KH, j->KW, j->PH, j->PW, xp, ldx, H, W,
-                                             i0, R, j0, nv);
-            PCN_FN(tiles_nchw)[R - 1][V - 1](init, &bd, nb, y + i0 * OW + j0, OW, VL,
-                                             (int)(nv - (V - 1) * VL), VL);
+            int nb = PCN_FN(nchw_dense_band)(&bd, wext, j->KH, j->KW, j->PH, j->PW, xp, ldx, H, W, i0, R, j0, nv);
+            PCN_FN(tiles_nchw)[R - 1][V - 1](init, &bd, nb, y + i0 * OW + j0, OW, VL, (int)(nv - (V - 1) * VL), VL);
         }
     }
 }
@@ -348,10 +359,8 @@ static void PCN_FN(parc_nchw_plane)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c, 
                 bd[0].astep = bd[0].bstep = 0;
                 nb = 1;
             }
-            if (j->with_dw7)
-                nb += PCN_FN(nchw_dense_band)(&bd[nb], k7, 7, 7, 3, 3, xp, ldx, H, W, i0, R, j0, nv);
-            PCN_FN(tiles_nchw)[R - 1][V - 1](zero, bd, nb, y + i0 * OW + j0, OW, VL,
-                                             (int)(nv - (V - 1) * VL), VL);
+            if (j->with_dw7) nb += PCN_FN(nchw_dense_band)(&bd[nb], k7, 7, 7, 3, 3, xp, ldx, H, W, i0, R, j0, nv);
+            PCN_FN(tiles_nchw)[R - 1][V - 1](zero, bd, nb, y + i0 * OW + j0, OW, VL, (int)(nv - (V - 1) * VL), VL);
         }
     }
 }
@@ -391,9 +400,8 @@ static void PCN_FN(nhwc_copy_slab)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0, 
     }
 }
 
-static int PCN_FN(nhwc_dense_band)(band_t *bd, const float *wp, ptrdiff_t KH, ptrdiff_t KW,
-                                   ptrdiff_t PH, ptrdiff_t PW, const float *xs, ptrdiff_t ldx,
-                                   ptrdiff_t H, ptrdiff_t W, ptrdiff_t i0, ptrdiff_t R,
+static int PCN_FN(nhwc_dense_band)(band_t *bd, const float *wp, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t PH, ptrdiff_t PW,
+                                   const float *xs, ptrdiff_t ldx, ptrdiff_t H, ptrdiff_t W, ptrdiff_t i0, ptrdiff_t R,
                                    ptrdiff_t j0, ptrdiff_t J) {
     const ptrdiff_t s0 = pmax(0, i0 - PH), s1 = pmin(H - 1, i0 + R - 1 - PH + KH - 1);
     const ptrdiff_t kx0 = pmax(0, PW - (j0 + J - 1)), kx1 = pmin(KW - 1, W - 1 + PW - j0);
@@ -435,8 +443,7 @@ static slab_out PCN_FN(slab_target)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0,
 }
 
 /* NCHW slab route: scatter the output slab to the planes of channels [c0, c0 + VL). */
-static void PCN_FN(slab_scatter)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0,
-                                 const float *PCN_RESTRICT oslab) {
+static void PCN_FN(slab_scatter)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0, const float *PCN_RESTRICT oslab) {
     const ptrdiff_t OH = j->OH, OW = j->OW, cv = pmin(VL, j->C - c0);
     ptrdiff_t l, e;
     if (j->layout != PCN_NCHW) return;
@@ -461,10 +468,8 @@ static void PCN_FN(dwconv_nhwc_slab)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0
         for (j0 = 0; j0 < OW; j0 += NHWC_J) {
             const ptrdiff_t J = pmin(NHWC_J, OW - j0);
             band_t bd;
-            int nb = PCN_FN(nhwc_dense_band)(&bd, wp, j->KH, j->KW, j->PH, j->PW, xs, ldx, H, W,
-                                             i0, R, j0, J);
-            PCN_FN(tiles_nhwc)[R - 1][J - 1](init, &bd, nb, o.y + i0 * o.ldo + j0 * o.ldi, o.ldo, o.ldi,
-                                             o.n, o.n);
+            int nb = PCN_FN(nhwc_dense_band)(&bd, wp, j->KH, j->KW, j->PH, j->PW, xs, ldx, H, W, i0, R, j0, J);
+            PCN_FN(tiles_nhwc)[R - 1][J - 1](init, &bd, nb, o.y + i0 * o.ldo + j0 * o.ldi, o.ldo, o.ldi, o.n, o.n);
         }
     }
     PCN_FN(slab_scatter)(j, n, c0, o.y);
@@ -524,10 +529,8 @@ static void PCN_FN(parc_nhwc_slab)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0, 
                 bd[0].astep = bd[0].bstep = 0;
                 nb = 1;
             }
-            if (j->with_dw7)
-                nb += PCN_FN(nhwc_dense_band)(&bd[nb], k7, 7, 7, 3, 3, xs, ldx, H, W, i0, R, j0, J);
-            PCN_FN(tiles_nhwc)[R - 1][J - 1](zero, bd, nb, o.y + i0 * o.ldo + j0 * o.ldi, o.ldo, o.ldi,
-                                             o.n, o.n);
+            if (j->with_dw7) nb += PCN_FN(nhwc_dense_band)(&bd[nb], k7, 7, 7, 3, 3, xs, ldx, H, W, i0, R, j0, J);
+            PCN_FN(tiles_nhwc)[R - 1][J - 1](zero, bd, nb, o.y + i0 * o.ldo + j0 * o.ldi, o.ldo, o.ldi, o.n, o.n);
         }
     }
     PCN_FN(slab_scatter)(j, n, c0, o.y);

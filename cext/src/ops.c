@@ -13,8 +13,8 @@
 #include "pcn_internal.h"
 
 #define PCN_STR2(x) #x
-#define PCN_STR(x) PCN_STR2(x)
-#define ALIGN 64
+#define PCN_STR(x)  PCN_STR2(x)
+#define ALIGN       64
 
 pcn_status pcn_fail(pcn_error *err, pcn_status code, const char *fmt, ...) {
     if (err) {
@@ -110,8 +110,7 @@ pcn_status pcn_check_option_values(const pcn_options *opt, pcn_error *err) {
     if (opt && ((int)opt->path < PCN_PATH_AUTO || (int)opt->path > PCN_PATH_DENSE))
         return pcn_fail(err, PCN_ERR_ARG, "options.path = %d is not a pcn_path value", (int)opt->path);
     if (opt && opt->workspace == NULL && opt->workspace_bytes != 0)
-        return pcn_fail(err, PCN_ERR_NULL, "options.workspace is NULL but workspace_bytes = %zu",
-                        opt->workspace_bytes);
+        return pcn_fail(err, PCN_ERR_NULL, "options.workspace is NULL but workspace_bytes = %zu", opt->workspace_bytes);
     return PCN_OK;
 }
 
@@ -121,19 +120,17 @@ static pcn_status check_options(const pcn_options *opt, const pcn_kernels **k, p
     if (st != PCN_OK) return st;
     *k = pcn_select_kernels(isa);
     if (*k == NULL)
-        return pcn_fail(err, PCN_ERR_ISA, "ISA %s is not available in this build or on this CPU",
-                        pcn_isa_name(isa));
+        return pcn_fail(err, PCN_ERR_ISA, "ISA %s is not available in this build or on this CPU", pcn_isa_name(isa));
     return PCN_OK;
 }
 
-static pcn_status check_tensor(size_t N, size_t C, size_t H, size_t W, pcn_layout layout,
-                               const char *op, pcn_error *err) {
+static pcn_status check_tensor(size_t N, size_t C, size_t H, size_t W, pcn_layout layout, const char *op,
+                               pcn_error *err) {
     size_t n;
     if (layout != PCN_NCHW && layout != PCN_NHWC)
         return pcn_fail(err, PCN_ERR_ARG, "%s: layout = %d is neither PCN_NCHW nor PCN_NHWC", op, (int)layout);
     if (N == 0 || C == 0 || H == 0 || W == 0)
-        return pcn_fail(err, PCN_ERR_SHAPE, "%s: every size must be >= 1, got N=%zu C=%zu H=%zu W=%zu",
-                        op, N, C, H, W);
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: every size must be >= 1, got N=%zu C=%zu H=%zu W=%zu", op, N, C, H, W);
     if (pcn_mul4_ovf(N, C, H, W, &n) || n > PCN_MAX_ELEMS)
         return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: tensor N=%zu C=%zu H=%zu W=%zu is too large", op, N, C, H, W);
     return PCN_OK;
@@ -143,8 +140,7 @@ static pcn_status check_kernel(size_t k, const char *name, const char *op, int o
     if (k < 1 || k > PCN_MAX_KERNEL)
         return pcn_fail(err, PCN_ERR_SHAPE, "%s: %s = %zu must be in 1..%d", op, name, k, PCN_MAX_KERNEL);
     if (odd && k % 2 == 0)
-        return pcn_fail(err, PCN_ERR_SHAPE, "%s: %s = %zu must be odd so that the kernel centres align",
-                        op, name, k);
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: %s = %zu must be odd so that the kernel centres align", op, name, k);
     return PCN_OK;
 }
 
@@ -157,7 +153,9 @@ static size_t out_len(size_t n, size_t p, size_t k) {
 
 /* ------------------------------------------------------------------ workspace and threads */
 
-static size_t round_up(size_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
+static size_t round_up(size_t v) {
+    return (v + ALIGN - 1) / ALIGN * ALIGN;
+}
 
 typedef struct plan {
     size_t scratch_bytes; /* per thread */
@@ -193,8 +191,8 @@ static void choose_route(pcn_job *job, const pcn_kernels *k, const pcn_options *
         job->slab = k->vl > 1 && job->W < (ptrdiff_t)k->vl * PCN_NCHW_PLANE_MIN_VECTORS;
 }
 
-static pcn_status make_plan(const pcn_kernels *k, pcn_job *job, const pcn_options *opt,
-                            plan *p, const char *op, pcn_error *err) {
+static pcn_status make_plan(const pcn_kernels *k, pcn_job *job, const pcn_options *opt, plan *p, const char *op,
+                            pcn_error *err) {
     size_t sf, t;
     int nt = pcn_requested_threads(opt);
     choose_route(job, k, opt);
@@ -209,8 +207,8 @@ static pcn_status make_plan(const pcn_kernels *k, pcn_job *job, const pcn_option
     if (opt && opt->workspace) {
         size_t fit = opt->workspace_bytes > ALIGN ? (opt->workspace_bytes - ALIGN) / p->scratch_bytes : 0;
         if (fit < 1)
-            return pcn_fail(err, PCN_ERR_NOMEM, "%s: workspace of %zu bytes is too small (need >= %zu)",
-                            op, opt->workspace_bytes, p->scratch_bytes + ALIGN);
+            return pcn_fail(err, PCN_ERR_NOMEM, "%s: workspace of %zu bytes is too small (need >= %zu)", op,
+                            opt->workspace_bytes, p->scratch_bytes + ALIGN);
         if ((size_t)nt > fit) nt = (int)fit;
     }
     p->threads = nt;
@@ -255,8 +253,8 @@ static unsigned char *acquire(const pcn_options *opt, const plan *p, void **owne
 
 /* ------------------------------------------------------------------ dense depthwise conv */
 
-static pcn_status setup_dense(pcn_job *j, size_t N, size_t C, size_t H, size_t W, size_t KH,
-                              size_t KW, size_t PH, size_t PW, pcn_layout layout, pcn_error *err) {
+static pcn_status setup_dense(pcn_job *j, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
+                              size_t PW, pcn_layout layout, pcn_error *err) {
     const char *op = "pcn_dwconv2d";
     size_t OH, OW, n;
     pcn_status st;
@@ -269,22 +267,29 @@ static pcn_status setup_dense(pcn_job *j, size_t N, size_t C, size_t H, size_t W
     OW = out_len(W, PW, KW);
     if (OH == 0 || OW == 0)
         return pcn_fail(err, PCN_ERR_SHAPE,
-                        "%s: kernel %zux%zu does not fit the padded input %zux%zu (H=%zu W=%zu PH=%zu PW=%zu)",
-                        op, KH, KW, H + 2 * PH, W + 2 * PW, H, W, PH, PW);
+                        "%s: kernel %zux%zu does not fit the padded input %zux%zu (H=%zu W=%zu PH=%zu PW=%zu)", op, KH,
+                        KW, H + 2 * PH, W + 2 * PW, H, W, PH, PW);
     if (pcn_mul4_ovf(N, C, OH, OW, &n) || n > PCN_MAX_ELEMS)
         return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: output N=%zu C=%zu OH=%zu OW=%zu is too large", op, N, C, OH, OW);
     memset(j, 0, sizeof *j);
     j->kind = PCN_JOB_DENSE;
     j->layout = layout;
-    j->N = (ptrdiff_t)N; j->C = (ptrdiff_t)C; j->H = (ptrdiff_t)H; j->W = (ptrdiff_t)W;
-    j->OH = (ptrdiff_t)OH; j->OW = (ptrdiff_t)OW;
-    j->KH = (ptrdiff_t)KH; j->KW = (ptrdiff_t)KW; j->PH = (ptrdiff_t)PH; j->PW = (ptrdiff_t)PW;
+    j->N = (ptrdiff_t)N;
+    j->C = (ptrdiff_t)C;
+    j->H = (ptrdiff_t)H;
+    j->W = (ptrdiff_t)W;
+    j->OH = (ptrdiff_t)OH;
+    j->OW = (ptrdiff_t)OW;
+    j->KH = (ptrdiff_t)KH;
+    j->KW = (ptrdiff_t)KW;
+    j->PH = (ptrdiff_t)PH;
+    j->PW = (ptrdiff_t)PW;
     return PCN_OK;
 }
 
-size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW,
-                                   size_t PH, size_t PW, pcn_layout layout,
-                                   const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
+                                   pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                                   pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
@@ -298,22 +303,24 @@ size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_
     return p.total;
 }
 
-pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w,
-                        const float *PCN_RESTRICT bias, float *PCN_RESTRICT y, size_t N,
-                        size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
-                        pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
+                        float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
+                        size_t PW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                        pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
     pcn_status st;
     void *owned;
     unsigned char *base;
-    if (!x || !w || !y)
-        return pcn_fail(err, PCN_ERR_NULL, "pcn_dwconv2d: %s is NULL", !x ? "x" : !w ? "w" : "y");
+    if (!x || !w || !y) return pcn_fail(err, PCN_ERR_NULL, "pcn_dwconv2d: %s is NULL", !x ? "x" : !w ? "w" : "y");
     if ((st = check_options(opt, &k, err)) != PCN_OK) return st;
     if ((st = setup_dense(&j, N, C, H, W, KH, KW, PH, PW, layout, err)) != PCN_OK) return st;
     if ((st = make_plan(k, &j, opt, &p, "pcn_dwconv2d", err)) != PCN_OK) return st;
-    j.x = x; j.y = y; j.w_raw = w; j.bias_raw = bias;
+    j.x = x;
+    j.y = y;
+    j.w_raw = w;
+    j.bias_raw = bias;
     base = acquire(opt, &p, &owned);
     if (!base) return pcn_fail(err, PCN_ERR_NOMEM, "pcn_dwconv2d: cannot allocate %zu bytes of workspace", p.total);
     execute(k, &j, &p, base);
@@ -323,9 +330,8 @@ pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w
 
 /* ------------------------------------------------------------------ separable OC (+ DW7) */
 
-static pcn_status setup_separable(pcn_job *j, size_t N, size_t C, size_t H, size_t W, size_t KV,
-                                  size_t KW, pcn_layout layout, int with_dw7, const char *op,
-                                  pcn_error *err) {
+static pcn_status setup_separable(pcn_job *j, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                                  pcn_layout layout, int with_dw7, const char *op, pcn_error *err) {
     pcn_status st;
     size_t n, OH, OW;
     if ((st = check_tensor(N, C, H, W, layout, op, err)) != PCN_OK) return st;
@@ -339,15 +345,21 @@ static pcn_status setup_separable(pcn_job *j, size_t N, size_t C, size_t H, size
     j->kind = PCN_JOB_SEPARABLE;
     j->layout = layout;
     j->with_dw7 = with_dw7;
-    j->N = (ptrdiff_t)N; j->C = (ptrdiff_t)C; j->H = (ptrdiff_t)H; j->W = (ptrdiff_t)W;
-    j->OH = (ptrdiff_t)OH; j->OW = (ptrdiff_t)OW;
-    j->KH = (ptrdiff_t)KV; j->PH = (ptrdiff_t)(KV / 2);
-    j->KW = (ptrdiff_t)KW; j->PW = (ptrdiff_t)(KW / 2);
+    j->N = (ptrdiff_t)N;
+    j->C = (ptrdiff_t)C;
+    j->H = (ptrdiff_t)H;
+    j->W = (ptrdiff_t)W;
+    j->OH = (ptrdiff_t)OH;
+    j->OW = (ptrdiff_t)OW;
+    j->KH = (ptrdiff_t)KV;
+    j->PH = (ptrdiff_t)(KV / 2);
+    j->KW = (ptrdiff_t)KW;
+    j->PW = (ptrdiff_t)(KW / 2);
     return PCN_OK;
 }
 
-size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
-                                         size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                                         pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
                                          pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
@@ -355,17 +367,15 @@ size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W,
     pcn_options o = opt ? *opt : pcn_options_default();
     o.workspace = NULL;
     o.workspace_bytes = 0;
-    if (check_options(&o, &k, err) ||
-        setup_separable(&j, N, C, H, W, KV, KW, layout, 0, "pcn_oversized_conv", err) ||
+    if (check_options(&o, &k, err) || setup_separable(&j, N, C, H, W, KV, KW, layout, 0, "pcn_oversized_conv", err) ||
         make_plan(k, &j, &o, &p, "pcn_oversized_conv", err))
         return 0;
     pcn_ok(err);
     return p.total;
 }
 
-pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h,
-                              const float *PCN_RESTRICT k_w, float *PCN_RESTRICT y,
-                              size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                              float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
                               pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_oversized_conv";
     pcn_job j;
@@ -379,7 +389,10 @@ pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_REST
     if ((st = check_options(opt, &k, err)) != PCN_OK) return st;
     if ((st = setup_separable(&j, N, C, H, W, KV, KW, layout, 0, op, err)) != PCN_OK) return st;
     if ((st = make_plan(k, &j, opt, &p, op, err)) != PCN_OK) return st;
-    j.x = x; j.y = y; j.kh_raw = k_h; j.kw_raw = k_w;
+    j.x = x;
+    j.y = y;
+    j.kh_raw = k_h;
+    j.kw_raw = k_w;
     base = acquire(opt, &p, &owned);
     if (!base) return pcn_fail(err, PCN_ERR_NOMEM, "%s: cannot allocate %zu bytes of workspace", op, p.total);
     execute(k, &j, &p, base);
@@ -389,24 +402,22 @@ pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_REST
 
 /* ------------------------------------------------------------------ reparameterization */
 
-static void reparam(const float *k_h, const float *k_w, const float *k7, float *out, size_t C,
-                    size_t KV, size_t KW) {
+static void reparam(const float *k_h, const float *k_w, const float *k7, float *out, size_t C, size_t KV, size_t KW) {
     const ptrdiff_t RH = (ptrdiff_t)(KV > 7 ? KV : 7), RW = (ptrdiff_t)(KW > 7 ? KW : 7);
     ptrdiff_t c;
     for (c = 0; c < (ptrdiff_t)C; c++)
-        pcn_reparam_channel(k_h + c * (ptrdiff_t)KV, k_w + c * (ptrdiff_t)KW, k7 + c * 49, (ptrdiff_t)KV,
-                            (ptrdiff_t)KW, out + c * RH * RW, RW, 1);
+        pcn_reparam_channel(k_h + c * (ptrdiff_t)KV, k_w + c * (ptrdiff_t)KW, k7 + c * 49, (ptrdiff_t)KV, (ptrdiff_t)KW,
+                            out + c * RH * RW, RW, 1);
 }
 
 pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out,
-                              size_t C, size_t KV, size_t KW, pcn_error *PCN_RESTRICT err) {
+                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C, size_t KV, size_t KW,
+                              pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_reparameterize";
     pcn_status st;
     size_t n;
     if (!k_h || !k_w || !k7 || !out)
-        return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op,
-                        !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "out");
+        return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "out");
     if (C == 0) return pcn_fail(err, PCN_ERR_SHAPE, "%s: C must be >= 1", op);
     if ((st = check_kernel(KV, "KV (length of k_h)", op, 1, err)) != PCN_OK) return st;
     if ((st = check_kernel(KW, "KW (length of k_w)", op, 1, err)) != PCN_OK) return st;
@@ -440,14 +451,13 @@ static double valid_taps(size_t n, size_t k, size_t p) {
 #define PCN_PASS_COST 6.0
 #define PCN_PREP_COST 20.0
 
-pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, double *PCN_RESTRICT cost_separable,
-                              double *PCN_RESTRICT cost_dense) {
+pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
+                              double *PCN_RESTRICT cost_separable, double *PCN_RESTRICT cost_dense) {
     double hw, sep, dense;
     size_t RH, RW;
     (void)layout;
-    if (N == 0 || C == 0 || H == 0 || W == 0 || KV < 1 || KW < 1 || KV > PCN_MAX_KERNEL ||
-        KW > PCN_MAX_KERNEL || KV % 2 == 0 || KW % 2 == 0 || H > (1u << 30) || W > (1u << 30))
+    if (N == 0 || C == 0 || H == 0 || W == 0 || KV < 1 || KW < 1 || KV > PCN_MAX_KERNEL || KW > PCN_MAX_KERNEL ||
+        KV % 2 == 0 || KW % 2 == 0 || H > (1u << 30) || W > (1u << 30))
         return PCN_PATH_AUTO;
     RH = KV > 7 ? KV : 7;
     RW = KW > 7 ? KW : 7;
@@ -463,9 +473,8 @@ pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV,
     return dense < sep ? PCN_PATH_DENSE : PCN_PATH_SEPARABLE;
 }
 
-static pcn_status setup_parc(pcn_job *j, size_t N, size_t C, size_t H, size_t W,
-                             size_t KV, size_t KW, pcn_layout layout, const pcn_options *opt,
-                             pcn_error *err) {
+static pcn_status setup_parc(pcn_job *j, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                             pcn_layout layout, const pcn_options *opt, pcn_error *err) {
     const char *op = "pcn_parc_spatial";
     pcn_path path = opt ? opt->path : PCN_PATH_AUTO;
     pcn_status st;
@@ -484,9 +493,8 @@ static pcn_status setup_parc(pcn_job *j, size_t N, size_t C, size_t H, size_t W,
     return setup_separable(j, N, C, H, W, KV, KW, layout, 1, op, err);
 }
 
-size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV,
-                                       size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                                       pcn_error *PCN_RESTRICT err) {
+size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
+                                       const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
@@ -500,11 +508,10 @@ size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, s
     return p.total;
 }
 
-pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h,
-                            const float *PCN_RESTRICT k_w, const float *PCN_RESTRICT k7,
-                            float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
-                            size_t KV, size_t KW, pcn_layout layout,
-                            const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                            const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
+                            size_t KV, size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                            pcn_error *PCN_RESTRICT err) {
     const char *op = "pcn_parc_spatial";
     pcn_job j;
     plan p;
@@ -514,7 +521,11 @@ pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRI
     unsigned char *base;
     if (!x || !k_h || !k_w || !k7 || !y)
         return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op,
-                        !x ? "x" : !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "y");
+                        !x     ? "x"
+                        : !k_h ? "k_h"
+                        : !k_w ? "k_w"
+                        : !k7  ? "k7"
+                               : "y");
     if ((st = check_options(opt, &k, err)) != PCN_OK) return st;
     if ((st = setup_parc(&j, N, C, H, W, KV, KW, layout, opt, err)) != PCN_OK) return st;
     if ((st = make_plan(k, &j, opt, &p, op, err)) != PCN_OK) return st;

@@ -53,8 +53,8 @@ typedef struct pcn_job {
     int kind;
     int layout;
     int with_dw7;
-    int slab;     /* 1: channel-slab kernels (always for NHWC; chosen or forced for NCHW) */
-    int reparam;  /* dense job whose kernel is built from kh_raw, kw_raw, k7_raw (clause 7) */
+    int slab;    /* 1: channel-slab kernels (always for NHWC; chosen or forced for NCHW) */
+    int reparam; /* dense job whose kernel is built from kh_raw, kw_raw, k7_raw (clause 7) */
     ptrdiff_t N, C, H, W, OH, OW, KH, KW, PH, PW;
     ptrdiff_t RKV, RKW; /* lengths of kh_raw, kw_raw when reparam */
     const float *x;
@@ -69,8 +69,7 @@ typedef struct pcn_job {
  * -ffp-contract=off, so the product is rounded before the sum). */
 static inline void pcn_reparam_channel(const float *PCN_RESTRICT kh, const float *PCN_RESTRICT kw,
                                        const float *PCN_RESTRICT k7, ptrdiff_t KV, ptrdiff_t KW,
-                                       float *PCN_RESTRICT out, ptrdiff_t rs,
-                                       ptrdiff_t cs) {
+                                       float *PCN_RESTRICT out, ptrdiff_t rs, ptrdiff_t cs) {
     const ptrdiff_t RH = KV > 7 ? KV : 7, RW = KW > 7 ? KW : 7;
     const ptrdiff_t oy = (RH - KV) / 2, ox = (RW - KW) / 2, sy = (RH - 7) / 2, sx = (RW - 7) / 2;
     ptrdiff_t a, b;
@@ -100,18 +99,18 @@ typedef struct pcn_kernels {
 /* One fused row operation of pcn_fused.h (clause 15) after validation (fused.c). Matrices are
  * rows x C with leading dimensions; unused fields are zero. */
 enum {
-    PCN_F_ERF = 1,          /* y = erf(x), C elements (rows = 1) */
-    PCN_F_BIAS_GELU = 2,    /* y = GELU(x + bias) */
-    PCN_F_GATE = 3,         /* y = (x + bias) * s */
-    PCN_F_GELU_GATE = 4,    /* y = (x[:, :C] + bias[:C]) * GELU(x[:, C:] + bias[C:]) */
-    PCN_F_LNG = 5,          /* y = LayerNormGeneral(x) * w */
-    PCN_F_LN = 6,           /* y = LayerNorm(x) * w + bias */
+    PCN_F_ERF = 1,           /* y = erf(x), C elements (rows = 1) */
+    PCN_F_BIAS_GELU = 2,     /* y = GELU(x + bias) */
+    PCN_F_GATE = 3,          /* y = (x + bias) * s */
+    PCN_F_GELU_GATE = 4,     /* y = (x[:, :C] + bias[:C]) * GELU(x[:, C:] + bias[C:]) */
+    PCN_F_LNG = 5,           /* y = LayerNormGeneral(x) * w */
+    PCN_F_LN = 6,            /* y = LayerNorm(x) * w + bias */
     PCN_F_RESIDUAL_NORM = 7, /* xio = xio * scale + s; y = LNG(xio) * w when w */
-    PCN_F_POOL_NORM = 8,    /* y[n] = LayerNorm(mean of the HW rows of image n of x) * w + bias */
-    PCN_F_CLASSIFY = 9      /* logits = y @ fc_wt + fc_b, rows images, K classes */
+    PCN_F_POOL_NORM = 8,     /* y[n] = LayerNorm(mean of the HW rows of image n of x) * w + bias */
+    PCN_F_CLASSIFY = 9       /* logits = y @ fc_wt + fc_b, rows images, K classes */
 };
-#define PCN_ERF_CHUNK 4096 /* elements per work unit of PCN_F_ERF */
-#define PCN_CLS_VECTORS 4  /* vectors of classes per work unit of PCN_F_CLASSIFY */
+#define PCN_ERF_CHUNK   4096 /* elements per work unit of PCN_F_ERF */
+#define PCN_CLS_VECTORS 4    /* vectors of classes per work unit of PCN_F_CLASSIFY */
 
 typedef struct pcn_fjob {
     int op;

@@ -33,7 +33,9 @@ typedef struct {
 static uint32_t rd32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+static uint64_t rd64(const unsigned char *p) {
+    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
 static double rdf64(const unsigned char *p) {
     uint64_t v = rd64(p);
     double d;
@@ -48,37 +50,71 @@ static const char *load(const char *path, gcase *g) {
     uint32_t i, k;
     memset(g, 0, sizeof *g);
     if (!f) return "cannot open";
-    if (fread(h, 1, sizeof h, f) != sizeof h) { fclose(f); return "truncated header"; }
-    if (memcmp(h, PCN_GOLDEN_MAGIC, 8) != 0) { fclose(f); return "bad magic"; }
-    if (rd32(h + 8) != PCN_GOLDEN_VERSION) { fclose(f); return "unsupported version"; }
-    if (rd32(h + 12) != PCN_GOLDEN_BOM) { fclose(f); return "bad byte-order mark"; }
-    g->op = rd32(h + 16); g->layout = rd32(h + 20); g->path = rd32(h + 24); g->flags = rd32(h + 28);
+    if (fread(h, 1, sizeof h, f) != sizeof h) {
+        fclose(f);
+        return "truncated header";
+    }
+    if (memcmp(h, PCN_GOLDEN_MAGIC, 8) != 0) {
+        fclose(f);
+        return "bad magic";
+    }
+    if (rd32(h + 8) != PCN_GOLDEN_VERSION) {
+        fclose(f);
+        return "unsupported version";
+    }
+    if (rd32(h + 12) != PCN_GOLDEN_BOM) {
+        fclose(f);
+        return "bad byte-order mark";
+    }
+    g->op = rd32(h + 16);
+    g->layout = rd32(h + 20);
+    g->path = rd32(h + 24);
+    g->flags = rd32(h + 28);
     for (i = 0; i < 8; i++) g->dim[i] = rd64(h + 32 + 8 * i);
-    g->n = rd64(h + 96); g->c = rdf64(h + 104); g->u = rdf64(h + 112); g->narrays = rd32(h + 120);
-    if (g->narrays > 16) { fclose(f); return "too many arrays"; }
+    g->n = rd64(h + 96);
+    g->c = rdf64(h + 104);
+    g->u = rdf64(h + 112);
+    g->narrays = rd32(h + 120);
+    if (g->narrays > 16) {
+        fclose(f);
+        return "too many arrays";
+    }
     for (i = 0; i < g->narrays; i++) {
         garray *a = &g->arr[i];
         size_t esz;
-        if (fread(ah, 1, sizeof ah, f) != sizeof ah) { fclose(f); return "truncated array header"; }
+        if (fread(ah, 1, sizeof ah, f) != sizeof ah) {
+            fclose(f);
+            return "truncated array header";
+        }
         memcpy(a->name, ah, 16);
         a->name[16] = '\0';
         a->dtype = rd32(ah + 16);
         a->ndim = rd32(ah + 20);
         if (a->ndim < 1 || a->ndim > 4 || (a->dtype != PCN_GOLDEN_F32 && a->dtype != PCN_GOLDEN_F64)) {
-            fclose(f); return "bad array header";
+            fclose(f);
+            return "bad array header";
         }
         a->count = 1;
         for (k = 0; k < 4; k++) {
             a->dims[k] = rd64(ah + 24 + 8 * k);
             if (k < a->ndim) {
-                if (a->dims[k] > ((uint64_t)1 << 32) || a->count > ((uint64_t)1 << 32)) { fclose(f); return "array too large"; }
+                if (a->dims[k] > ((uint64_t)1 << 32) || a->count > ((uint64_t)1 << 32)) {
+                    fclose(f);
+                    return "array too large";
+                }
                 a->count *= a->dims[k];
             }
         }
         esz = a->dtype == PCN_GOLDEN_F32 ? 4 : 8;
         a->data = malloc((size_t)a->count * esz + 1);
-        if (!a->data) { fclose(f); return "out of memory"; }
-        if (fread(a->data, esz, (size_t)a->count, f) != (size_t)a->count) { fclose(f); return "truncated data"; }
+        if (!a->data) {
+            fclose(f);
+            return "out of memory";
+        }
+        if (fread(a->data, esz, (size_t)a->count, f) != (size_t)a->count) {
+            fclose(f);
+            return "truncated data";
+        }
         /* convert from little-endian in place if this host is big-endian */
         {
             const uint32_t probe = 1;
@@ -88,7 +124,11 @@ static const char *load(const char *path, gcase *g) {
                 for (e = 0; e < a->count; e++) {
                     unsigned char *q = p + e * esz;
                     size_t b;
-                    for (b = 0; b < esz / 2; b++) { unsigned char t = q[b]; q[b] = q[esz - 1 - b]; q[esz - 1 - b] = t; }
+                    for (b = 0; b < esz / 2; b++) {
+                        unsigned char t = q[b];
+                        q[b] = q[esz - 1 - b];
+                        q[esz - 1 - b] = t;
+                    }
                 }
             }
         }
@@ -118,8 +158,8 @@ static pcn_status run(gcase *g, pcn_isa isa, int threads, float *y, pcn_error *e
     switch (g->op) {
     case PCN_GOLDEN_DWCONV2D:
         if (!x || !w) return PCN_ERR_NULL;
-        return pcn_dwconv2d((float *)x->data, (float *)w->data, b ? (float *)b->data : NULL, y, d[0], d[1], d[2],
-                            d[3], d[4], d[5], d[6], d[7], (pcn_layout)g->layout, &o, e);
+        return pcn_dwconv2d((float *)x->data, (float *)w->data, b ? (float *)b->data : NULL, y, d[0], d[1], d[2], d[3],
+                            d[4], d[5], d[6], d[7], (pcn_layout)g->layout, &o, e);
     case PCN_GOLDEN_OVERSIZED:
         if (!x || !kh || !kw) return PCN_ERR_NULL;
         return pcn_oversized_conv((float *)x->data, (float *)kh->data, (float *)kw->data, y, d[0], d[1], d[2], d[3],
@@ -131,8 +171,7 @@ static pcn_status run(gcase *g, pcn_isa isa, int threads, float *y, pcn_error *e
     case PCN_GOLDEN_REPARAM:
         if (!kh || !kw || !k7) return PCN_ERR_NULL;
         return pcn_reparameterize((float *)kh->data, (float *)kw->data, (float *)k7->data, y, d[1], d[4], d[5], e);
-    default:
-        return PCN_ERR_ARG;
+    default: return PCN_ERR_ARG;
     }
 }
 
@@ -182,7 +221,10 @@ int main(int argc, char **argv) {
                 const double scale = g.c * sqrt((double)g.n) * g.u;
                 for (e = 0; e < ex->count; e++) {
                     double ratio = fabs((double)y1[e] - r[e]) / (scale * m[e] + FLT_MIN);
-                    if (!(ratio <= worst)) { worst = ratio; wi = e; }
+                    if (!(ratio <= worst)) {
+                        worst = ratio;
+                        wi = e;
+                    }
                 }
                 if (!(worst <= 1.0)) {
                     printf("FAIL %s [%s]: element %zu: got %.9g expected %.9g (%.3g x the bound)\n", argv[i],

@@ -2,8 +2,8 @@
  * test_fused.c - C tests of the fused kernels of pcn_fused.h (spec clause 15): erf accuracy on a
  * strided sweep, GELU, the gates, both norms, the residual step, the head and im2col, on every
  * ISA this CPU runs, threads 1 and 2 (bit-identical), against double-precision references in
- * this file with clause-11 style bounds (the GEMM driver with a naive sgemm in this file) c * sqrt(n) * u * m + tiny (c = 4, u = 2^-24), plus
- * error cases. Exit status 0 when everything passes; runs in well under a second natively.
+ * this file with clause-11 style bounds (the GEMM driver with a naive sgemm in this file) c * sqrt(n) * u * m + tiny (c
+ * = 4, u = 2^-24), plus error cases. Exit status 0 when everything passes; runs in well under a second natively.
  */
 #include <float.h>
 #include <limits.h>
@@ -16,13 +16,13 @@
 
 #include "check.h"
 
-#define U (1.0 / 16777216.0) /* unit roundoff of float32 */
+#define U    (1.0 / 16777216.0) /* unit roundoff of float32 */
 #define NISA 4
 static const pcn_isa all_isas[NISA] = {PCN_ISA_SCALAR, PCN_ISA_AVX2, PCN_ISA_AVX512, PCN_ISA_NEON};
 /* Most ulps the erf may be off on this sweep: the SIMD ISAs use fused multiply-add (exhaustive
  * measurement over all float32: see spec clause 15.3); the scalar path rounds products
  * separately (-ffp-contract=off) and is a little less accurate. */
-#define ERF_ULPS_FMA 1.1
+#define ERF_ULPS_FMA    1.1
 #define ERF_ULPS_SCALAR 1.5
 
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
@@ -52,7 +52,9 @@ static double ulp_of(double r) { /* spacing of float32 at |r| */
     return (double)(nextafterf(a, INFINITY) - a);
 }
 
-static double gelu_ref(double v) { return 0.5 * v * (1.0 + erf(v / sqrt(2.0))); }
+static double gelu_ref(double v) {
+    return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+}
 
 /* ---------------------------------------------------------- erf */
 
@@ -82,15 +84,20 @@ static void test_erf(void) {
             }
             r = erf((double)x[i]);
             d = fabs((double)y1[i] - r) / ulp_of(r);
-            if (d > worst) { worst = d; wi = i; }
+            if (d > worst) {
+                worst = d;
+                wi = i;
+            }
         }
         printf("erf %s: max %.3f ulp on the sweep\n", pcn_isa_name(all_isas[ii]), worst);
-        CHECK(worst <= limit, "erf %s: %.3f ulp at x = %.9g (got %.9g, want %.17g)", pcn_isa_name(all_isas[ii]),
-              worst, (double)x[wi], (double)y1[wi], erf((double)x[wi]));
+        CHECK(worst <= limit, "erf %s: %.3f ulp at x = %.9g (got %.9g, want %.17g)", pcn_isa_name(all_isas[ii]), worst,
+              (double)x[wi], (double)y1[wi], erf((double)x[wi]));
         CHECK(y1[2] == 1.0f && y1[3] == -1.0f && y1[0] == 0.0f && signbit(y1[1]), "erf(+-inf, +-0) on %s",
               pcn_isa_name(all_isas[ii]));
     }
-    free(x); free(y1); free(y2);
+    free(x);
+    free(y1);
+    free(y2);
 }
 
 /* ---------------------------------------------------------- elementwise rows */
@@ -141,7 +148,11 @@ static void test_gates(size_t rows, size_t C) {
                 }
         }
     }
-    free(h); free(b); free(s); free(y[0]); free(y[1]);
+    free(h);
+    free(b);
+    free(s);
+    free(y[0]);
+    free(y[1]);
 }
 
 /* ---------------------------------------------------------- norms, residual */
@@ -149,8 +160,8 @@ static void test_gates(size_t rows, size_t C) {
 /* Double reference of one row: LNG (standard = 0) or LayerNorm (standard = 1), and its bound
  * c * sqrt(C) * u * |w| * (|d| + max|x - mean| / s) (+ u |b|): the rounding of the mean, the
  * deviations and the norm, each relative to the scale s of the row. */
-static void norm_ref(const float *x, const float *w, const float *b, size_t C, int standard, double eps,
-                     double *want, double *bound) {
+static void norm_ref(const float *x, const float *w, const float *b, size_t C, int standard, double eps, double *want,
+                     double *bound) {
     double mean = 0, ss = 0, s, big = 0;
     size_t c;
     for (c = 0; c < C; c++) mean += x[c];
@@ -200,13 +211,15 @@ static void test_norms(size_t rows, size_t C) {
                 if (op == 2)
                     for (c = 0; c < C; c++) {
                         const double want_x = (double)x[r * ld + c] * sc[c] + br[r * ld + c];
-                        CHECK(fabs(xr[0][r * ld + c] - want_x) <= 2 * U * (fabs(want_x) + fabs(br[r * ld + c])) + FLT_MIN,
+                        CHECK(fabs(xr[0][r * ld + c] - want_x) <=
+                                  2 * U * (fabs(want_x) + fabs(br[r * ld + c])) + FLT_MIN,
                               "residual x (%zu,%zu): got %.9g want %.9g", r, c, (double)xr[0][r * ld + c], want_x);
                     }
                 norm_ref(xin, w, b, C, op == 1, 1e-6, want, bound);
                 for (c = 0; c < C; c++)
-                    CHECK(fabs(y[0][r * ld + c] - want[c]) <= bound[c], "%s %s rows %zu C %zu (%zu,%zu): got %.9g want %.9g",
-                          name, pcn_isa_name(all_isas[ii]), rows, C, r, c, (double)y[0][r * ld + c], want[c]);
+                    CHECK(fabs(y[0][r * ld + c] - want[c]) <= bound[c],
+                          "%s %s rows %zu C %zu (%zu,%zu): got %.9g want %.9g", name, pcn_isa_name(all_isas[ii]), rows,
+                          C, r, c, (double)y[0][r * ld + c], want[c]);
             }
         }
     }
@@ -220,8 +233,17 @@ static void test_norms(size_t rows, size_t C) {
             for (c = 0; c < C; c++)
                 CHECK(xr[0][r * ld + c] == x[r * ld + c] + br[r * ld + c], "residual only (%zu,%zu)", r, c);
     }
-    free(x); free(w); free(b); free(sc); free(br); free(want); free(bound);
-    for (t = 0; t < 2; t++) { free(y[t]); free(xr[t]); }
+    free(x);
+    free(w);
+    free(b);
+    free(sc);
+    free(br);
+    free(want);
+    free(bound);
+    for (t = 0; t < 2; t++) {
+        free(y[t]);
+        free(xr[t]);
+    }
 }
 
 /* ---------------------------------------------------------- head */
@@ -258,8 +280,9 @@ static void test_head(size_t N, size_t HW, size_t C, size_t K) {
              * through its |x| / s term when evaluated on them */
             norm_ref(pooled_f, nw, nb, C, 1, 1e-6, want, bound);
             for (c = 0; c < C; c++)
-                CHECK(fabs(f[0][n * C + c] - want[c]) <= bound[c] * sqrt((double)HW), "head features %s (%zu,%zu): got %.9g want %.9g",
-                      pcn_isa_name(all_isas[ii]), n, c, (double)f[0][n * C + c], want[c]);
+                CHECK(fabs(f[0][n * C + c] - want[c]) <= bound[c] * sqrt((double)HW),
+                      "head features %s (%zu,%zu): got %.9g want %.9g", pcn_isa_name(all_isas[ii]), n, c,
+                      (double)f[0][n * C + c], want[c]);
             for (k = 0; k < K; k++) {
                 double s = fb[k], m = fabs(fb[k]);
                 for (c = 0; c < C; c++) {
@@ -272,8 +295,19 @@ static void test_head(size_t N, size_t HW, size_t C, size_t K) {
             }
         }
     }
-    free(x); free(nw); free(nb); free(wt); free(fb); free(pooled); free(want); free(bound); free(pooled_f);
-    for (t = 0; t < 2; t++) { free(f[t]); free(lg[t]); }
+    free(x);
+    free(nw);
+    free(nb);
+    free(wt);
+    free(fb);
+    free(pooled);
+    free(want);
+    free(bound);
+    free(pooled_f);
+    for (t = 0; t < 2; t++) {
+        free(f[t]);
+        free(lg[t]);
+    }
 }
 
 /* ---------------------------------------------------------- im2col */
@@ -299,17 +333,19 @@ static void test_im2col(size_t N, size_t C, size_t H, size_t W, size_t K, size_t
                                 const int in = iy >= 0 && iy < (long)H && ix >= 0 && ix < (long)W;
                                 /* x holds the same numbers read as NCHW or as NHWC */
                                 const float want = !in ? 0.0f
-                                                   : layout == PCN_NCHW ? x[((n * C + c) * H + (size_t)iy) * W + (size_t)ix]
-                                                                        : x[((n * H + (size_t)iy) * W + (size_t)ix) * C + c];
+                                                   : layout == PCN_NCHW
+                                                       ? x[((n * C + c) * H + (size_t)iy) * W + (size_t)ix]
+                                                       : x[((n * H + (size_t)iy) * W + (size_t)ix) * C + c];
                                 const size_t col = layout == PCN_NCHW ? (c * K + ky) * K + kx : (ky * K + kx) * C + c;
                                 bad += row[col] != want;
                             }
                     if (bias) bad += row[ld - 1] != 1.0f;
                 }
-        CHECK(bad == 0, "im2col %s N%zu C%zu %zux%zu K%zu S%zu P%zu bias%d: %zu wrong entries", layout ? "NHWC" : "NCHW",
-              N, C, H, W, K, S, P, bias, bad);
+        CHECK(bad == 0, "im2col %s N%zu C%zu %zux%zu K%zu S%zu P%zu bias%d: %zu wrong entries",
+              layout ? "NHWC" : "NCHW", N, C, H, W, K, S, P, bias, bad);
     }
-    free(x); free(cols);
+    free(x);
+    free(cols);
 }
 
 /* ---------------------------------------------------------- GEMM driver */
@@ -343,7 +379,8 @@ static void test_gemm(size_t M, size_t N, size_t K, int bt) {
         CHECK(pcn_gemm(naive_sgemm, a, lda, b, ldb, bt, c[t], ldc, M, N, K, &o, &e) == PCN_OK, "gemm: %s", e.message);
     }
     for (i = 0; i < M; i++) {
-        CHECK(memcmp(c[0] + i * ldc, c[1] + i * ldc, N * sizeof(float)) == 0, "gemm M%zu N%zu K%zu: threads differ", M, N, K);
+        CHECK(memcmp(c[0] + i * ldc, c[1] + i * ldc, N * sizeof(float)) == 0, "gemm M%zu N%zu K%zu: threads differ", M,
+              N, K);
         for (j = 0; j < N; j++) {
             double s = 0, m = 0;
             for (l = 0; l < K; l++) {
@@ -352,10 +389,14 @@ static void test_gemm(size_t M, size_t N, size_t K, int bt) {
                 m += fabs(p);
             }
             CHECK(fabs(c[0][i * ldc + j] - s) <= 4.0 * sqrt((double)K) * U * m + FLT_MIN,
-                  "gemm M%zu N%zu K%zu bt%d (%zu,%zu): got %.9g want %.9g", M, N, K, bt, i, j, (double)c[0][i * ldc + j], s);
+                  "gemm M%zu N%zu K%zu bt%d (%zu,%zu): got %.9g want %.9g", M, N, K, bt, i, j,
+                  (double)c[0][i * ldc + j], s);
         }
     }
-    free(a); free(b); free(c[0]); free(c[1]);
+    free(a);
+    free(b);
+    free(c[0]);
+    free(c[1]);
 }
 
 /* ---------------------------------------------------------- errors */
@@ -367,9 +408,11 @@ static void test_errors(void) {
     CHECK(pcn_erf(NULL, buf, 4, NULL, &e) == PCN_ERR_NULL && strstr(e.message, "x") != NULL, "erf NULL: %s", e.message);
     CHECK(pcn_erf(buf, buf + 8, 0, NULL, &e) == PCN_ERR_SHAPE, "erf n=0: %s", e.message);
     CHECK(pcn_bias_gelu(buf, 2, NULL, buf + 32, 4, 2, 4, NULL, &e) == PCN_ERR_SHAPE &&
-              strstr(e.message, "leading dimension") != NULL, "ld < C: %s", e.message);
+              strstr(e.message, "leading dimension") != NULL,
+          "ld < C: %s", e.message);
     CHECK(pcn_layer_norm_general(buf, 4, NULL, buf + 32, 4, 2, 4, 1e-6f, NULL, &e) == PCN_ERR_NULL &&
-              strstr(e.message, "w is NULL") != NULL, "norm without w: %s", e.message);
+              strstr(e.message, "w is NULL") != NULL,
+          "norm without w: %s", e.message);
     CHECK(pcn_gate(buf, 4, NULL, buf, 4, buf + 32, 4, (size_t)1 << 62, (size_t)1 << 62, NULL, &e) == PCN_ERR_OVERFLOW,
           "overflow: %s", e.message);
     CHECK(pcn_residual_norm(buf, 4, NULL, buf + 16, 4, par, NULL, 4, 2, 4, 1e-6f, NULL, &e) == PCN_ERR_NULL,
@@ -384,12 +427,14 @@ static void test_errors(void) {
 #endif
     CHECK(pcn_erf(buf, buf + 8, 4, &o, &e) == PCN_ERR_ISA, "foreign isa: %s", e.message);
     CHECK(pcn_im2col(buf, buf + 32, 1, 1, 2, 2, 5, 5, 1, 1, 0, 0, PCN_NHWC, 0, NULL, &e) == PCN_ERR_SHAPE &&
-              strstr(e.message, "does not fit") != NULL, "im2col kernel too big: %s", e.message);
+              strstr(e.message, "does not fit") != NULL,
+          "im2col kernel too big: %s", e.message);
     CHECK(pcn_im2col(buf, buf + 32, 1, 1, 2, 2, 1, 1, 0, 1, 0, 0, PCN_NHWC, 0, NULL, &e) == PCN_ERR_SHAPE,
           "im2col stride 0: %s", e.message);
     CHECK(pcn_im2col(buf, buf + 32, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0, PCN_NHWC, 2, NULL, &e) == PCN_ERR_ARG,
           "im2col bias_column 2: %s", e.message);
-    CHECK(pcn_gemm(NULL, buf, 2, par, 2, 0, out, 2, 2, 2, 2, NULL, &e) == PCN_ERR_NULL, "gemm NULL sgemm: %s", e.message);
+    CHECK(pcn_gemm(NULL, buf, 2, par, 2, 0, out, 2, 2, 2, 2, NULL, &e) == PCN_ERR_NULL, "gemm NULL sgemm: %s",
+          e.message);
     CHECK(pcn_gemm(naive_sgemm, buf, 2, par, 2, 0, out, 2, (size_t)INT_MAX + 1, 2, 2, NULL, &e) == PCN_ERR_OVERFLOW,
           "gemm M > INT_MAX: %s", e.message);
     CHECK(pcn_gemm(naive_sgemm, buf, 1, par, 2, 0, out, 2, 2, 2, 2, NULL, &e) == PCN_ERR_SHAPE, "gemm lda < K: %s",

@@ -31,8 +31,8 @@ static float *rand_buf(size_t n) {
 
 /* ---------------------------------------------------------- naive double reference (NCHW) */
 
-static void ref_dense(const float *x, const float *w, const float *b, double *y, double *mag,
-                      int N, int C, int H, int W, int KH, int KW, int PH, int PW, int OH, int OW) {
+static void ref_dense(const float *x, const float *w, const float *b, double *y, double *mag, int N, int C, int H,
+                      int W, int KH, int KW, int PH, int PW, int OH, int OW) {
     int n, c, i, j, a, q;
     for (n = 0; n < N; n++)
         for (c = 0; c < C; c++)
@@ -53,8 +53,8 @@ static void ref_dense(const float *x, const float *w, const float *b, double *y,
 }
 
 /* OC (+ DW7): exact double sums; magnitude = same on |.| */
-static void ref_parc(const float *x, const float *kh, const float *kw, const float *k7, double *y,
-                     double *mag, int N, int C, int H, int W, int KV, int KW) {
+static void ref_parc(const float *x, const float *kh, const float *kw, const float *k7, double *y, double *mag, int N,
+                     int C, int H, int W, int KV, int KW) {
     int PV = KV / 2, PW = KW / 2, OH = H + 2 * PV - KV + 1, OW = W + 2 * PW - KW + 1;
     int n, c, i, j, a, q;
     double *t = (double *)malloc(sizeof(double) * (size_t)OH * W * 2), *tm = t + (size_t)OH * W;
@@ -107,8 +107,8 @@ static void nchw_to_nhwc(const float *src, float *dst, int N, int C, int H, int 
 }
 
 /* Compare y (layout) with the NCHW reference. Returns the worst error/bound ratio. */
-static double compare(const char *what, const float *y, const double *ref, const double *mag,
-                      int N, int C, int OH, int OW, int layout, double n_red) {
+static double compare(const char *what, const float *y, const double *ref, const double *mag, int N, int C, int OH,
+                      int OW, int layout, double n_red) {
     const double u = ldexp(1.0, -24), scale = 4.0 * sqrt(n_red) * u;
     double worst = 0;
     size_t wi = 0, wy = 0;
@@ -122,10 +122,14 @@ static double compare(const char *what, const float *y, const double *ref, const
                     double bound = scale * mag[ri] + FLT_MIN, e = fabs((double)y[yi] - ref[ri]);
                     double ratio = e / bound;
                     if (!(ratio <= 1.0)) bad = 1;
-                    if (!(ratio <= worst)) { worst = ratio; wi = ri; wy = yi; }
+                    if (!(ratio <= worst)) {
+                        worst = ratio;
+                        wi = ri;
+                        wy = yi;
+                    }
                 }
-    CHECK(!bad, "%s: worst at NCHW index %zu: got %.9g want %.9g (%.3g x the bound)", what, wi,
-          (double)y[wy], ref[wi], worst);
+    CHECK(!bad, "%s: worst at NCHW index %zu: got %.9g want %.9g (%.3g x the bound)", what, wi, (double)y[wy], ref[wi],
+          worst);
     return worst;
 }
 
@@ -145,7 +149,10 @@ static void test_dense(int N, int C, int H, int W, int KH, int KW, int PH, int P
     ref_dense(x, w, b, ref, mag, N, C, H, W, KH, KW, PH, PW, OH, OW);
     for (layout = 0; layout < 2; layout++) {
         const float *xin = x;
-        if (layout == PCN_NHWC) { nchw_to_nhwc(x, xl, N, C, H, W); xin = xl; }
+        if (layout == PCN_NHWC) {
+            nchw_to_nhwc(x, xl, N, C, H, W);
+            xin = xl;
+        }
         for (ii = 0; ii < NISA * 2; ii++) {
             pcn_options o = pcn_options_default();
             pcn_error e;
@@ -158,9 +165,9 @@ static void test_dense(int N, int C, int H, int W, int KH, int KW, int PH, int P
                 size_t k;
                 for (k = 0; k < ny + 16; k++) y[k] = 12345.0f; /* canary */
                 o.threads = t;
-                snprintf(what, sizeof what, "dwconv2d N%d C%d H%d W%d K%dx%d P%d,%d bias%d %s%s %s t%d", N, C, H,
-                         W, KH, KW, PH, PW, with_bias, layout ? "NHWC" : "NCHW",
-                         o.nchw_kernel == 2 ? "(slab)" : "", pcn_isa_name(o.isa), t);
+                snprintf(what, sizeof what, "dwconv2d N%d C%d H%d W%d K%dx%d P%d,%d bias%d %s%s %s t%d", N, C, H, W, KH,
+                         KW, PH, PW, with_bias, layout ? "NHWC" : "NCHW", o.nchw_kernel == 2 ? "(slab)" : "",
+                         pcn_isa_name(o.isa), t);
                 CHECK(pcn_dwconv2d(xin, w, b, y, N, C, H, W, KH, KW, PH, PW, (pcn_layout)layout, &o, &e) == PCN_OK,
                       "%s: %s", what, e.message);
                 for (k = ny; k < ny + 16; k++) CHECK(y[k] == 12345.0f, "%s: wrote past the output", what);
@@ -169,7 +176,14 @@ static void test_dense(int N, int C, int H, int W, int KH, int KW, int PH, int P
             CHECK(memcmp(y1, y2, ny * sizeof(float)) == 0, "%s: threads 1 and 2 differ", what);
         }
     }
-    free(x); free(w); free(b); free(xl); free(y1); free(y2); free(ref); free(mag);
+    free(x);
+    free(w);
+    free(b);
+    free(xl);
+    free(y1);
+    free(y2);
+    free(ref);
+    free(mag);
 }
 
 /* ---------------------------------------------------------- separable / parc tests */
@@ -186,7 +200,10 @@ static void test_sep(int N, int C, int H, int W, int KV, int KW, int parc) {
     ref_parc(x, kh, kw, k7, ref, mag, N, C, H, W, KV, KW);
     for (layout = 0; layout < 2; layout++) {
         const float *xin = x;
-        if (layout == PCN_NHWC) { nchw_to_nhwc(x, xl, N, C, H, W); xin = xl; }
+        if (layout == PCN_NHWC) {
+            nchw_to_nhwc(x, xl, N, C, H, W);
+            xin = xl;
+        }
         for (ii = 0; ii < NISA * 2; ii++) {
             if (!pcn_isa_available(all_isas[ii / 2])) continue;
             if (layout == PCN_NHWC && ii % 2) continue;
@@ -215,7 +232,15 @@ static void test_sep(int N, int C, int H, int W, int KV, int KW, int parc) {
             }
         }
     }
-    free(x); free(kh); free(kw); free(k7); free(xl); free(y1); free(y2); free(ref); free(mag);
+    free(x);
+    free(kh);
+    free(kw);
+    free(k7);
+    free(xl);
+    free(y1);
+    free(y2);
+    free(ref);
+    free(mag);
 }
 
 static void test_reparam(void) {
@@ -245,7 +270,10 @@ static void test_reparam(void) {
                           "reparameterize K%dx%d c%d (%d,%d): got %.9g want %.9g", KV, KW, c, a, b,
                           (double)out[(c * RH + a) * RW + b], want);
                 }
-        free(kh); free(kw); free(k7); free(out);
+        free(kh);
+        free(kw);
+        free(k7);
+        free(out);
     }
 }
 
@@ -257,19 +285,23 @@ static void test_errors(void) {
     pcn_options o = pcn_options_default();
     memset(buf, 0, sizeof buf);
     CHECK(pcn_dwconv2d(NULL, buf, NULL, buf + 200, 1, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, NULL, &e) == PCN_ERR_NULL &&
-              e.code == PCN_ERR_NULL && strstr(e.message, "x") != NULL, "null x: %s", e.message);
+              e.code == PCN_ERR_NULL && strstr(e.message, "x") != NULL,
+          "null x: %s", e.message);
     CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 0, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE,
           "N=0: %s", e.message);
     CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 256, 3, 1, 1, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE,
           "KH=256: %s", e.message);
     CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 2, 2, 7, 7, 0, 0, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE &&
-              strstr(e.message, "does not fit") != NULL, "empty output: %s", e.message);
+              strstr(e.message, "does not fit") != NULL,
+          "empty output: %s", e.message);
     CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 3, 3, 1, 1, (pcn_layout)7, NULL, &e) == PCN_ERR_ARG,
           "bad layout: %s", e.message);
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, (size_t)1 << 40, (size_t)1 << 40, 4, 4, 3, 3, 1, 1, PCN_NCHW,
-                       NULL, &e) == PCN_ERR_OVERFLOW, "overflow: %s", e.message);
+    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, (size_t)1 << 40, (size_t)1 << 40, 4, 4, 3, 3, 1, 1, PCN_NCHW, NULL,
+                       &e) == PCN_ERR_OVERFLOW,
+          "overflow: %s", e.message);
     CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 3, 3, (size_t)-1 / 2, 1, PCN_NCHW, NULL, &e) ==
-              PCN_ERR_OVERFLOW, "huge padding: %s", e.message);
+              PCN_ERR_OVERFLOW,
+          "huge padding: %s", e.message);
     o.nchw_kernel = 3;
     CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, &o, &e) == PCN_ERR_ARG,
           "bad nchw_kernel: %s", e.message);
@@ -288,7 +320,8 @@ static void test_errors(void) {
     CHECK(pcn_parc_spatial(buf, buf, buf, buf, buf + 100, 1, 1, 4, 4, 7, 7, PCN_NCHW, &o, &e) == PCN_ERR_ARG,
           "bad path: %s", e.message);
     CHECK(pcn_parc_spatial(buf, buf, buf, buf, buf + 100, 1, 1, 4, 4, 8, 7, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE &&
-              strstr(e.message, "odd") != NULL, "even K parc: %s", e.message);
+              strstr(e.message, "odd") != NULL,
+          "even K parc: %s", e.message);
     CHECK(pcn_reparameterize(buf, buf, buf, buf + 100, 1, 7, 6, &e) == PCN_ERR_SHAPE, "even K reparam: %s", e.message);
     CHECK(pcn_reparameterize(buf, buf, NULL, buf + 100, 1, 7, 7, &e) == PCN_ERR_NULL, "null k7: %s", e.message);
     CHECK(pcn_oversized_conv(buf, buf, buf, buf + 100, 1, 1, 4, 4, 0, 3, PCN_NHWC, NULL, &e) == PCN_ERR_SHAPE,
@@ -313,7 +346,11 @@ static void test_errors(void) {
         CHECK(pcn_parc_spatial(x, kh, kw, k7, y2, 2, 5, 9, 9, 17, 17, PCN_NHWC, NULL, &e) == PCN_OK, "own: %s",
               e.message);
         CHECK(memcmp(y1, y2, sizeof y1) == 0, "caller workspace changes the result");
-        free(ws); free(x); free(kh); free(kw); free(k7);
+        free(ws);
+        free(x);
+        free(kh);
+        free(kw);
+        free(k7);
     }
     CHECK(pcn_dwconv2d_workspace_size(1, 1, 4, 4, 300, 3, 0, 0, PCN_NCHW, NULL, &e) == 0 && e.code == PCN_ERR_SHAPE,
           "workspace query of a bad shape: %s", e.message);

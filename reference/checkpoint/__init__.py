@@ -169,7 +169,7 @@ def read_state_dict(path: str | os.PathLike[str], *, key: str | None = None
         raise CheckpointError(f"{p}: too large to read into memory") from None
     except OSError as e:
         raise CheckpointError(f"{p}: cannot read ({e.strerror or e})") from None
-    except Exception as e:  # noqa: BLE001 - any other failure means corrupt input (zip CRC ...)
+    except Exception as e:
         raise CheckpointError(f"{p}: corrupt or unreadable weights file "
                               f"({type(e).__name__}: {shorten(str(e))})") from e  # fmt: skip
 

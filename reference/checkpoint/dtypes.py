@@ -63,15 +63,29 @@ NUMPY_DTYPE_NAMES = ", ".join(n for n in DTYPES if n != "bfloat16")
 
 # torch dtypes that exist but have no NumPy counterpart: named in the error, never read.
 UNSUPPORTED_TORCH_DTYPES = frozenset(
-    (
-        "float8_e5m2 float8_e4m3fn float8_e5m2fnuz float8_e4m3fnuz float8_e8m0fnu "
-        "float4_e2m1fn_x2 complex32 bits8 bits16 bits1x8 bits2x4 bits4x2 "
-        "qint8 qint32 quint8 quint4x2 quint2x4"
-    ).split()
+    [
+        "float8_e5m2",
+        "float8_e4m3fn",
+        "float8_e5m2fnuz",
+        "float8_e4m3fnuz",
+        "float8_e8m0fnu",
+        "float4_e2m1fn_x2",
+        "complex32",
+        "bits8",
+        "bits16",
+        "bits1x8",
+        "bits2x4",
+        "bits4x2",
+        "qint8",
+        "qint32",
+        "quint8",
+        "quint4x2",
+        "quint2x4",
+    ]
 )
 # The storage classes of quantized tensors: named in the error, never read.
 UNSUPPORTED_STORAGES = frozenset(
-    "QInt8Storage QInt32Storage QUInt8Storage QUInt4x2Storage QUInt2x4Storage".split()
+    ["QInt8Storage", "QInt32Storage", "QUInt8Storage", "QUInt4x2Storage", "QUInt2x4Storage"]
 )
 
 

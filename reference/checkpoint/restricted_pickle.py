@@ -44,7 +44,7 @@ class _Sentinel:
 class StorageType(_Sentinel):
     """Stand-in for a torch storage class (``torch.FloatStorage``, ``torch.UntypedStorage``)."""
 
-    __slots__ = ("name", "dtype")
+    __slots__ = ("dtype", "name")
 
     def __init__(self, name: str, dtype: DType | None) -> None:
         self.name = name
@@ -86,7 +86,7 @@ class Storage(_Sentinel):
     """A storage named by a persistent id: ``count`` elements of ``stype`` from element ``start``
     of the stored record ``key`` (``start`` is nonzero only for legacy storage views)."""
 
-    __slots__ = ("key", "stype", "count", "start")
+    __slots__ = ("count", "key", "start", "stype")
 
     def __init__(self, key: str, stype: StorageType, count: int, start: int = 0) -> None:
         self.key, self.stype, self.count, self.start = key, stype, count, start
@@ -95,7 +95,7 @@ class Storage(_Sentinel):
 class TensorRecord(_Sentinel):
     """A tensor to build later: a strided view (offset, size, stride in elements) of a storage."""
 
-    __slots__ = ("storage", "dtype", "offset", "size", "stride", "conj", "neg")
+    __slots__ = ("conj", "dtype", "neg", "offset", "size", "storage", "stride")
 
     def __init__(self, storage: Storage, dtype: DType, offset: int, size: tuple, stride: tuple,
                  conj: bool = False, neg: bool = False) -> None:  # fmt: skip
@@ -213,9 +213,7 @@ class _Global(_Sentinel):
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> TensorRecord:
     """Stand-in for ``torch._tensor._rebuild_from_type_v2`` (a plain tensor with Python
     attributes): calls one of our rebuild stand-ins, drops the attributes."""
-    if not (isinstance(func, _Global) and func.rebuilds_tensor) or not isinstance(
-        new_type, _TensorType
-    ):
+    if not (isinstance(func, _Global) and func.rebuilds_tensor) or not isinstance(new_type, _TensorType):
         raise BadFile("malformed tensor: _rebuild_from_type_v2 with unexpected arguments")
     if not isinstance(args, tuple):
         raise BadFile(f"malformed tensor: rebuild arguments are {shorten(args)}")
@@ -281,8 +279,7 @@ def _allowlist() -> dict[tuple[str, str], tuple[Any, str]]:
         ),
         ("argparse", "Namespace"): (
             _Ignored,
-            "training arguments stored by timm/ConvNeXt/DeiT checkpoints; "
-            "an empty inert placeholder",
+            "training arguments stored by timm/ConvNeXt/DeiT checkpoints; an empty inert placeholder",
         ),
     }
     for module in _STORAGE_MODULES:
@@ -381,7 +378,7 @@ def _prescan(buf: io.BytesIO) -> None:
                 raise BadFile(f"malformed pickle: memo index {arg} at opcode {count}")
     except BadFile:
         raise
-    except Exception as e:  # noqa: BLE001 - genops raises ValueError & co on malformed input
+    except Exception as e:
         raise BadFile(f"malformed pickle ({type(e).__name__}: {shorten(str(e))})") from None
     buf.seek(start)
 
@@ -396,5 +393,5 @@ def unpickle(buf: io.BytesIO, storage_for: Callable[[Any], Storage] | None) -> A
         raise
     except RecursionError as e:
         raise BadFile("pickle nests too deeply") from e
-    except Exception as e:  # noqa: BLE001 - any other failure is a malformed pickle
+    except Exception as e:
         raise BadFile(f"malformed pickle ({type(e).__name__}: {shorten(str(e))})") from None

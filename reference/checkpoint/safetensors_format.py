@@ -72,8 +72,12 @@ def read_safetensors(f: Any, size: int) -> dict[str, np.ndarray]:
         shape, offs = e["shape"], e["data_offsets"]
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             raise BadFile(f"tensor {name!r}: shape {shorten(shape)} is not a list of sizes")
-        if (not isinstance(offs, list) or len(offs) != 2
-                or not all(type(o) is int and o >= 0 for o in offs) or offs[0] > offs[1]):
+        if (
+            not isinstance(offs, list)
+            or len(offs) != 2
+            or not all(type(o) is int and o >= 0 for o in offs)
+            or offs[0] > offs[1]
+        ):
             raise BadFile(f"tensor {name!r}: data_offsets {shorten(offs)} is not [begin, end]")
         if offs[1] > data_len:
             raise BadFile(f"tensor {name!r}: data_offsets {offs} run past the {data_len} data "
@@ -86,8 +90,10 @@ def read_safetensors(f: Any, size: int) -> dict[str, np.ndarray]:
     pos = 0
     for begin, end, name, _, _ in sorted(entries, key=lambda t: (t[0], t[1])):
         if begin != pos:
-            raise BadFile(f"tensor {name!r}: data_offsets [{begin}, {end}] "
-                          f"{'overlap another tensor' if begin < pos else 'leave a gap'}")
+            raise BadFile(
+                f"tensor {name!r}: data_offsets [{begin}, {end}] "
+                f"{'overlap another tensor' if begin < pos else 'leave a gap'}"
+            )
         pos = end
     if pos != data_len:
         raise BadFile(f"safetensors data is {data_len} bytes but the tensors cover {pos}")

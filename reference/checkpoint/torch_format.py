@@ -273,9 +273,11 @@ class _PickleWriter:
 
     def str_(self, s: str, memo: bool = False) -> None:
         """A str as BINUNICODE (memoized on request)."""
+
         def emit() -> None:
             b = s.encode("utf-8")
             self.out += b"X" + struct.pack("<I", len(b)) + b  # BINUNICODE
+
         self._memoized(("s", s), emit) if memo else emit()
 
     def int_(self, n: int) -> None:

@@ -1,9 +1,10 @@
 """Latency and peak memory of the engine, PyTorch eager and ONNX Runtime, side by side (spec clause
 15.7), for ``parcnetv2 bench`` and ``benchmarks/bench_engine.py``.
 
-Each framework runs in a child process of its own (``python -m parcnetv2.engine.comparisons``),
-so that its peak resident memory (VmHWM) is its own: interpreter, libraries, weights, buffers. All of them load the same weights file; ONNX Runtime runs the project's torch model
-(``parcnetv2.conformance.torch_model``) exported once, in another child, with
+Each framework runs in a child process of its own (``python -m parcnetv2.cli.framework_comparison``),
+so that its peak resident memory (VmHWM) is its own: interpreter, libraries, weights, buffers. All
+of them load the same weights file; ONNX Runtime runs the project's torch model
+(``parcnetv2.pytorch.model``) exported once, in another child, with
 ``torch.onnx.export(..., dynamo=False, opset_version=17)``. Importing this module imports neither
 torch nor onnxruntime.
 
@@ -22,15 +23,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from parcnetv2.errors import InputError
 
-__all__ = ["FRAMEWORKS", "Result", "installed", "memory_budget", "machine", "prepare_weights", "export_onnx", "run", "measure"]
+__all__ = [
+    "FRAMEWORKS",
+    "Result",
+    "export_onnx",
+    "installed",
+    "machine",
+    "measure",
+    "memory_budget",
+    "prepare_weights",
+    "run",
+]
 
 FRAMEWORKS = ("engine", "onnxruntime", "torch")
 _NEEDS = {"engine": (), "torch": ("torch",), "onnxruntime": ("onnxruntime", "torch", "onnx")}
@@ -84,8 +96,10 @@ def machine() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, NumPy {np.__version__}, "
-            f"C kernels ISA {cext.best_isa()}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"C kernels ISA {cext.best_isa()}"
+    )
 
 
 def prepare_weights(variant: str, directory: Path, weights: str | None = None, seed: int = 0) -> Path:
@@ -100,9 +114,13 @@ def prepare_weights(variant: str, directory: Path, weights: str | None = None, s
 
 
 def _child(args: Sequence[str], timeout: float) -> dict[str, Any]:
-    """Run ``python -m parcnetv2.engine.comparisons ARGS`` and parse its last stdout line (JSON)."""
-    done = subprocess.run([sys.executable, "-m", "parcnetv2.engine.comparisons", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    """Run ``python -m parcnetv2.cli.framework_comparison ARGS`` and parse its last stdout line (JSON)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "parcnetv2.cli.framework_comparison", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"{args[0]} child failed: {tail}")
@@ -115,8 +133,19 @@ def export_onnx(weights: Path, variant: str, batch: int, resolution: int, out: P
     return out
 
 
-def measure(framework: str, weights: Path, variant: str, *, batch: int, threads: int, resolution: int, runs: int,
-            warmup: int, onnx_file: Path | None = None, timeout: float = 1800) -> Result:
+def measure(
+    framework: str,
+    weights: Path,
+    variant: str,
+    *,
+    batch: int,
+    threads: int,
+    resolution: int,
+    runs: int,
+    warmup: int,
+    onnx_file: Path | None = None,
+    timeout: float = 1800,
+) -> Result:
     """Time ``framework`` in a child process (see the module docstring)."""
     args = [framework, str(weights), variant, str(batch), str(threads), str(resolution), str(runs), str(warmup)]
     if framework == "onnxruntime":
@@ -156,7 +185,7 @@ def _time(call, x: np.ndarray, runs: int, warmup: int) -> list[float]:
 
 
 def _torch_module(weights: str, variant: str):
-    from parcnetv2.conformance.torch_model import build_model, load_numpy_state_dict
+    from parcnetv2.pytorch.model import build_model, load_numpy_state_dict
 
     with np.load(weights) as data:
         state = {k: data[k] for k in data.files}
@@ -175,8 +204,15 @@ def _child_main(argv: Sequence[str]) -> dict[str, Any]:
         module = _torch_module(weights, variant)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.zeros(batch, 3, resolution, resolution),), out, dynamo=False,
-                              opset_version=OPSET, input_names=["x"], output_names=["logits"])
+            torch.onnx.export(
+                module,
+                (torch.zeros(batch, 3, resolution, resolution),),
+                out,
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["x"],
+                output_names=["logits"],
+            )
         return {"onnx": out}
     batch, threads, resolution, runs, warmup = (int(v) for v in argv[3:8])
     x = np.random.default_rng(0).standard_normal((batch, 3, resolution, resolution)).astype(np.float32)
@@ -215,12 +251,31 @@ def _child_main(argv: Sequence[str]) -> dict[str, Any]:
     else:
         raise SystemExit(f"unknown framework {framework!r}")
     times = _time(call, x, runs, warmup)
-    return asdict(Result(framework, float(np.median(times)), float(np.percentile(times, 10)),
-                         float(np.percentile(times, 90)), runs, _rss_mib(), baseline, version))
+    return asdict(
+        Result(
+            framework,
+            float(np.median(times)),
+            float(np.percentile(times, 10)),
+            float(np.percentile(times, 90)),
+            runs,
+            _rss_mib(),
+            baseline,
+            version,
+        )
+    )
 
 
-def run(variant: str, *, batch: int = 1, threads: int = 2, resolution: int = 224, runs: int = 20, warmup: int = 5,
-        frameworks: Sequence[str] = FRAMEWORKS, weights: str | None = None) -> tuple[list[Result], list[str]]:
+def run(
+    variant: str,
+    *,
+    batch: int = 1,
+    threads: int = 2,
+    resolution: int = 224,
+    runs: int = 20,
+    warmup: int = 5,
+    frameworks: Sequence[str] = FRAMEWORKS,
+    weights: str | None = None,
+) -> tuple[list[Result], list[str]]:
     """Measure ``frameworks`` (those not installed are listed as skipped): (results, notes)."""
     results, notes = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,12 +287,23 @@ def run(variant: str, *, batch: int = 1, threads: int = 2, resolution: int = 224
                 continue
             if framework == "onnxruntime" and onnx_file is None:
                 onnx_file = export_onnx(path, variant, batch, resolution, Path(tmp) / "model.onnx")
-            results.append(measure(framework, path, variant, batch=batch, threads=threads, resolution=resolution,
-                                   runs=runs, warmup=warmup, onnx_file=onnx_file))
+            results.append(
+                measure(
+                    framework,
+                    path,
+                    variant,
+                    batch=batch,
+                    threads=threads,
+                    resolution=resolution,
+                    runs=runs,
+                    warmup=warmup,
+                    onnx_file=onnx_file,
+                )
+            )
     return results, notes
 
 
 if __name__ == "__main__":  # a child process: print one JSON line
-    parser = argparse.ArgumentParser(prog="python -m parcnetv2.engine.comparisons")
+    parser = argparse.ArgumentParser(prog="python -m parcnetv2.cli.framework_comparison")
     parser.add_argument("argv", nargs="+")
     print(json.dumps(_child_main(parser.parse_args().argv)))

@@ -10,7 +10,8 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from parcnetv2.errors import InputError
 
@@ -69,14 +70,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     with _progress(len(args.images)) as bar:
         for start in range(0, len(args.images), BATCH):
-            paths = args.images[start:start + BATCH]
+            paths = args.images[start : start + BATCH]
             logits = model(np.stack([load_image(p) for p in paths])).astype(np.float64)
             shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
             probabilities = shifted / shifted.sum(axis=1, keepdims=True)
             for path, p in zip(paths, probabilities):
                 top = np.argsort(-p, kind="stable")[:k]
-                entry = {"image": path, "top": [{"index": int(i), "probability": float(p[i]),
-                                                 **({"label": names[i]} if names else {})} for i in top]}
+                entry = {
+                    "image": path,
+                    "top": [
+                        {"index": int(i), "probability": float(p[i]), **({"label": names[i]} if names else {})}
+                        for i in top
+                    ],
+                }
                 results.append(entry)
                 if not args.json:
                     bar.clear()
@@ -92,9 +98,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="top-5 classes of images with the CPU engine (needs the images extra)",
-                       description="Classify images with parcnetv2.engine. Preprocessing is the official evaluation: "
-                                   "RGB, bicubic resize of the shorter side to 256, centre crop 224, ImageNet mean/std.")
+    p = sub.add_parser(
+        "predict",
+        help="top-5 classes of images with the CPU engine (needs the images extra)",
+        description="Classify images with parcnetv2.engine. Preprocessing is the official evaluation: "
+        "RGB, bicubic resize of the shorter side to 256, centre crop 224, ImageNet mean/std.",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
     p.add_argument("--weights", required=True, help="weights file (.pth, .pt, .npz, .safetensors)")
     p.add_argument("--variant", help="official variant the weights must be (default: inferred from the weights)")
@@ -109,7 +118,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from parcnetv2.engine import comparisons
+    from parcnetv2.cli import framework_comparison as comparisons
     from parcnetv2.reference.architecture import Config
 
     config = Config.from_variant(args.variant)  # InputError for an unknown variant
@@ -119,28 +128,58 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.resolution < 3:
         raise InputError(f"--resolution {args.resolution}: the model needs at least 3 pixels")
     try:
-        results, notes = comparisons.run(args.variant, batch=args.batch, threads=args.threads, resolution=args.resolution,
-                                         runs=args.runs, warmup=args.warmup, frameworks=args.frameworks, weights=args.weights)
+        results, notes = comparisons.run(
+            args.variant,
+            batch=args.batch,
+            threads=args.threads,
+            resolution=args.resolution,
+            runs=args.runs,
+            warmup=args.warmup,
+            frameworks=args.frameworks,
+            weights=args.weights,
+        )
     except RuntimeError as exc:
         raise InputError(f"a benchmark process failed: {exc}") from None
     budget = comparisons.memory_budget(config, args.batch, args.resolution)
     weights = f"weights {args.weights}" if args.weights else "random weights (official initialisation, seed 0)"
     if args.json:
-        print(json.dumps({"variant": args.variant, "batch": args.batch, "threads": args.threads,
-                          "resolution": args.resolution, "weights": weights, "machine": comparisons.machine(),
-                          "results": [r.__dict__ for r in results], "notes": notes, **budget}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "variant": args.variant,
+                    "batch": args.batch,
+                    "threads": args.threads,
+                    "resolution": args.resolution,
+                    "weights": weights,
+                    "machine": comparisons.machine(),
+                    "results": [r.__dict__ for r in results],
+                    "notes": notes,
+                    **budget,
+                },
+                indent=2,
+            )
+        )
         return 0
-    print(f"{args.variant}, {args.resolution}x{args.resolution}, batch {args.batch}, {args.threads} threads, {weights}; "
-          f"{args.runs} runs after {args.warmup} warm-up runs; each framework in its own process")
+    print(
+        f"{args.variant}, {args.resolution}x{args.resolution}, batch {args.batch}, {args.threads} threads, {weights}; "
+        f"{args.runs} runs after {args.warmup} warm-up runs; each framework in its own process"
+    )
     print(f"machine: {comparisons.machine()}")
-    print(f"{'framework':<12} {'median ms':>10} {'p10 ms':>9} {'p90 ms':>9} {'peak RSS MiB':>13} {'above imports':>14}  version")
+    print(
+        f"{'framework':<12} {'median ms':>10} {'p10 ms':>9} {'p90 ms':>9} {'peak RSS MiB':>13} "
+        f"{'above imports':>14}  version"
+    )
     for r in results:
-        print(f"{r.framework:<12} {r.median_ms:>10.2f} {r.p10_ms:>9.2f} {r.p90_ms:>9.2f} {r.peak_rss_mib:>13.1f} "
-              f"{r.peak_rss_mib - r.baseline_rss_mib:>14.1f}  {r.version}")
+        print(
+            f"{r.framework:<12} {r.median_ms:>10.2f} {r.p10_ms:>9.2f} {r.p90_ms:>9.2f} {r.peak_rss_mib:>13.1f} "
+            f"{r.peak_rss_mib - r.baseline_rss_mib:>14.1f}  {r.version}"
+        )
     for note in notes:
         print(f"skipped {note}")
-    print(f"memory budget 2 x (weights {budget['weights_mib']:.1f} MiB + largest activation "
-          f"{budget['activation_mib']:.1f} MiB) = {budget['budget_mib']:.1f} MiB")
+    print(
+        f"memory budget 2 x (weights {budget['weights_mib']:.1f} MiB + largest activation "
+        f"{budget['activation_mib']:.1f} MiB) = {budget['budget_mib']:.1f} MiB"
+    )
     return 0
 
 
@@ -148,12 +187,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="latency and peak memory: engine vs ONNX Runtime vs PyTorch (where installed)")
     p.add_argument("--variant", required=True, help="official variant")
     p.add_argument("--batch", type=_positive, default=1, help="images per call (default 1)")
-    p.add_argument("--threads", type=_positive, default=os.cpu_count() or 1, help="threads of every framework (default: all CPUs)")
+    p.add_argument(
+        "--threads", type=_positive, default=os.cpu_count() or 1, help="threads of every framework (default: all CPUs)"
+    )
     p.add_argument("--resolution", type=_positive, default=224, help="square input size (default 224)")
     p.add_argument("--runs", type=_positive, default=20, help="timed runs (default 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
-    p.add_argument("--frameworks", type=lambda s: [f.strip() for f in s.split(",") if f.strip()],
-                   default=["engine", "onnxruntime", "torch"], help="comma-separated subset of engine,onnxruntime,torch")
+    p.add_argument(
+        "--frameworks",
+        type=lambda s: [f.strip() for f in s.split(",") if f.strip()],
+        default=["engine", "onnxruntime", "torch"],
+        help="comma-separated subset of engine,onnxruntime,torch",
+    )
     p.add_argument("--weights", help="weights file (default: random weights)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_bench)
@@ -164,12 +209,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_plot_kernels(args: argparse.Namespace) -> int:
     from parcnetv2 import reference
-    from parcnetv2.engine.plotting import plot_kernels, require_matplotlib
+    from parcnetv2.cli.kernel_plots import plot_kernels, require_matplotlib
 
     require_matplotlib()
     model = reference.load(args.weights, args.variant)
     chosen = plot_kernels(model, args.stage, args.block, args.out, args.channels)
-    print(f"wrote {args.out}: stages.{args.stage}.{args.block} oversized kernels, channels {', '.join(map(str, chosen))}")
+    print(
+        f"wrote {args.out}: stages.{args.stage}.{args.block} oversized kernels, channels {', '.join(map(str, chosen))}"
+    )
     return 0
 
 

@@ -9,7 +9,7 @@ Parameter-free modules that are inert at inference in the official code (dropout
 layer scale, all identities there) are omitted; ``act`` (GELU) modules and the identity
 ``res_scale1/2`` of stages 0 and 1 are kept, so module names match the official ones.
 
-Importing this module imports torch; ``parcnetv2.conformance`` itself never does.
+Importing this module imports torch.
 
 Shape legend: N batch, C channels, H height, W width, K kernel length. Layouts (clause 1): the
 stem reads NCHW images; everything after it runs channels-last (NHWC) except inside the
@@ -18,7 +18,7 @@ convolutions, which work in NCHW.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -29,21 +29,21 @@ from parcnetv2.errors import InputError, WeightsError
 from parcnetv2.spec import architecture_defaults, get_variant
 
 __all__ = [
-    "LayerNormGeneral",
-    "Scale",
-    "Downsampling",
-    "OversizeConv2d",
-    "ParC_V2",
     "BGU",
-    "ParCNetV2Block",
+    "Downsampling",
+    "LayerNormGeneral",
+    "OversizeConv2d",
     "ParCNetV2",
+    "ParCNetV2Block",
+    "ParC_V2",
+    "Scale",
     "build_model",
-    "reparameterize",
-    "numpy_state_dict",
     "load_numpy_state_dict",
+    "numpy_state_dict",
+    "reparameterize",
 ]
 
-Interpolate = Union[bool, int]
+Interpolate = bool | int
 
 
 def _hwc_to_chw(x: torch.Tensor) -> torch.Tensor:
@@ -191,7 +191,7 @@ class OversizeConv2d(nn.Module):
         return f"dim={self.dim}, kernel_size={self.kernel_size}, interpolate={self.interpolate}"
 
 
-class ParC_V2(nn.Module):  # noqa: N801 - the official class name
+class ParC_V2(nn.Module):
     """Token mixer ``token_mixer`` (clause 8): spatial BGU with uniform local-global convolution.
 
     Input and output NHWC (N, H, W, C); the convolutions run in NCHW:
@@ -215,9 +215,7 @@ class ParC_V2(nn.Module):  # noqa: N801 - the official class name
         self.pwconv1 = nn.Conv2d(dim, hidden, 1, bias=True)
         self.act = nn.GELU()
         self.dwconv1 = OversizeConv2d(half, global_kernel_size, interpolate)
-        self.dwconv2 = nn.Conv2d(
-            half, half, local_kernel_size, padding=local_kernel_size // 2, groups=half, bias=False
-        )
+        self.dwconv2 = nn.Conv2d(half, half, local_kernel_size, padding=local_kernel_size // 2, groups=half, bias=False)
         self.pwconv2 = nn.Conv2d(half, dim, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -466,9 +464,7 @@ def numpy_state_dict(model: nn.Module) -> dict[str, np.ndarray]:
     return {name: t.detach().cpu().numpy().copy() for name, t in model.state_dict().items()}
 
 
-def load_numpy_state_dict(
-    model: nn.Module, sd: Mapping[str, np.ndarray], strict: bool = True
-) -> nn.Module:
+def load_numpy_state_dict(model: nn.Module, sd: Mapping[str, np.ndarray], strict: bool = True) -> nn.Module:
     """Copy NumPy arrays, under the official names (clause 2), into the model's parameters, cast
     to each parameter's dtype. Shapes are PyTorch's, as ``numpy_state_dict`` returns them.
 

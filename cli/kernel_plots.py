@@ -14,7 +14,7 @@ import numpy as np
 
 from parcnetv2.errors import InputError
 
-__all__ = ["require_matplotlib", "oversized_kernels", "plot_kernels"]
+__all__ = ["oversized_kernels", "plot_kernels", "require_matplotlib"]
 
 
 def require_matplotlib() -> Any:
@@ -39,8 +39,10 @@ def oversized_kernels(model: Any, stage: int, block: int) -> tuple[np.ndarray, n
         raise InputError(f"--block {block}: stage {stage} has {depths[stage]} blocks (0..{depths[stage] - 1})")
     weights = model.state_dict()
     prefix = f"stages.{stage}.{block}.token_mixer.dwconv1"
-    return (np.asarray(weights[f"{prefix}.conv_h.weight"], np.float64)[:, 0, :, 0],
-            np.asarray(weights[f"{prefix}.conv_w.weight"], np.float64)[:, 0, 0, :])
+    return (
+        np.asarray(weights[f"{prefix}.conv_h.weight"], np.float64)[:, 0, :, 0],
+        np.asarray(weights[f"{prefix}.conv_w.weight"], np.float64)[:, 0, 0, :],
+    )
 
 
 def plot_kernels(model: Any, stage: int, block: int, out: str | PathLike, channels: int = 4) -> list[int]:
@@ -61,8 +63,13 @@ def plot_kernels(model: Any, stage: int, block: int, out: str | PathLike, channe
         ax_w.set(title=f"channel {c}: horizontal k_w", xlabel="tap (column offset)", ylabel="weight")
         kernel = np.outer(k_h[c], k_w[c])
         limit = float(np.abs(kernel).max()) or 1.0
-        image = ax_2d.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit,
-                             extent=(taps[0] - 0.5, taps[-1] + 0.5, taps[-1] + 0.5, taps[0] - 0.5))
+        image = ax_2d.imshow(
+            kernel,
+            cmap="RdBu_r",
+            vmin=-limit,
+            vmax=limit,
+            extent=(taps[0] - 0.5, taps[-1] + 0.5, taps[-1] + 0.5, taps[0] - 0.5),
+        )
         ax_2d.set(title=f"channel {c}: k_h k_w^T ({kernel.shape[0]}x{kernel.shape[1]})", xlabel="column", ylabel="row")
         fig.colorbar(image, ax=ax_2d, fraction=0.046)
     name = model.config.variant or "custom configuration"

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from parcnetv2 import __version__
-from parcnetv2.engine.cli import ENGINE_SUBCOMMANDS
+from parcnetv2.cli.engine_commands import ENGINE_SUBCOMMANDS
 from parcnetv2.errors import InputError, ParcnetError
 
 EXIT_BAD_INPUT = 2

@@ -14,13 +14,14 @@ protocol: NCHW for convolutions and the stem, NHWC for the others. Shape legend:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from parcnetv2 import __version__, cext
 from parcnetv2.engine.engine import Engine
-from parcnetv2.engine.layers import Block, Bgu, PatchConv, Spatial, TokenMixer, merge_sizes, norm_step
+from parcnetv2.engine.layers import Bgu, Block, PatchConv, Spatial, TokenMixer, merge_sizes, norm_step
 from parcnetv2.engine.plan import Arena, Plan, options
 from parcnetv2.reference import Model
 from parcnetv2.reference.architecture import Config
@@ -38,8 +39,13 @@ def _pair_value(value: Any, name: str) -> int:
     return int(pair[0])
 
 
-def _run(sizes: Mapping[str, int], fill: Mapping[str, np.ndarray], build: Callable[[Arena], list],
-         out: tuple[str, tuple[int, ...]], threads: int | None) -> np.ndarray:
+def _run(
+    sizes: Mapping[str, int],
+    fill: Mapping[str, np.ndarray],
+    build: Callable[[Arena], list],
+    out: tuple[str, tuple[int, ...]],
+    threads: int | None,
+) -> np.ndarray:
     """Run the steps ``build`` makes on a fresh arena after copying ``fill`` into its buffers;
     returns a copy of buffer ``out[0]`` viewed as ``out[1]``."""
     arena = Arena(merge_sizes(sizes, {k: v.size for k, v in fill.items()}), threads)
@@ -61,8 +67,12 @@ class EngineBackend:
         self.threads = threads
 
     def info(self) -> dict[str, Any]:
-        return {"implementation": "parcnetv2.engine (NumPy BLAS + C kernels)", "parcnetv2": __version__,
-                "c_kernels": cext.build_info(), "isa": cext.best_isa()}
+        return {
+            "implementation": "parcnetv2.engine (NumPy BLAS + C kernels)",
+            "parcnetv2": __version__,
+            "c_kernels": cext.build_info(),
+            "isa": cext.best_isa(),
+        }
 
     # ---- fused operations
 
@@ -83,9 +93,15 @@ class EngineBackend:
         oh, ow = conv.out_size(h, w)
         t = self.threads
         sizes = merge_sizes(conv.needs(n, h, w), {"s": n * oh * ow * conv.cout})
-        y = _run(sizes, {"image": x}, lambda a: conv.steps(
-            a, a.keep(options(t)), a.view("image", *x.shape), n, h, w, a.view("s", n * oh * ow, conv.cout)),
-            ("s", (n, oh, ow, conv.cout)), t)
+        y = _run(
+            sizes,
+            {"image": x},
+            lambda a: conv.steps(
+                a, a.keep(options(t)), a.view("image", *x.shape), n, h, w, a.view("s", n * oh * ow, conv.cout)
+            ),
+            ("s", (n, oh, ow, conv.cout)),
+            t,
+        )
         return y.transpose(0, 3, 1, 2)
 
     # ---- components
@@ -93,13 +109,24 @@ class EngineBackend:
     def _spatial(self, params, x, interpolate, local_padding, path):
         x = np.asarray(x, np.float32)
         n, c, h, w = x.shape
-        sp = Spatial(params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], params["dwconv2.weight"],
-                     interpolate, local_padding, path)
+        sp = Spatial(
+            params["dwconv1.conv_h.weight"],
+            params["dwconv1.conv_w.weight"],
+            params["dwconv2.weight"],
+            interpolate,
+            local_padding,
+            path,
+        )
         t = self.threads
         nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         sizes = {"s": nhwc.size, "ws": sp.prepare(n, h, w, t)["workspace_floats"]}
-        y = _run(sizes, {"g": nhwc}, lambda a: [sp.step(a, t, n, h, w, a.view("g", n * h * w, c), a.view("s", n * h * w, c))],
-                 ("s", (n, h, w, c)), t)
+        y = _run(
+            sizes,
+            {"g": nhwc},
+            lambda a: [sp.step(a, t, n, h, w, a.view("g", n * h * w, c), a.view("s", n * h * w, c))],
+            ("s", (n, h, w, c)),
+            t,
+        )
         return y.transpose(0, 3, 1, 2)
 
     def parc_spatial(self, params, x, *, interpolate, local_padding):
@@ -111,10 +138,13 @@ class EngineBackend:
     def token_mixer(self, params, x, *, interpolate, local_padding, reparameterized=False):
         x = np.asarray(x, np.float32)
         n, h, w, _ = x.shape
-        mixer = TokenMixer(params, interpolate=interpolate, local_padding=local_padding,
-                           path="dense" if reparameterized else "auto")
+        mixer = TokenMixer(
+            params, interpolate=interpolate, local_padding=local_padding, path="dense" if reparameterized else "auto"
+        )
         t = self.threads
-        return _run(mixer.needs(n, h, w, t), {"b": x}, lambda a: mixer.steps(a, t, n, h, w), ("s", (n, h, w, mixer.c)), t)
+        return _run(
+            mixer.needs(n, h, w, t), {"b": x}, lambda a: mixer.steps(a, t, n, h, w), ("s", (n, h, w, mixer.c)), t
+        )
 
     def bgu(self, params, x):
         x = np.asarray(x, np.float32)
@@ -125,8 +155,14 @@ class EngineBackend:
     def block(self, params, x, *, res_scale, eps, interpolate, local_padding, reparameterized=False):
         x = np.asarray(x, np.float32)
         n, h, w, c = x.shape
-        blk = Block(params, res_scale=res_scale, eps=eps, interpolate=interpolate, local_padding=local_padding,
-                    path="dense" if reparameterized else "auto")
+        blk = Block(
+            params,
+            res_scale=res_scale,
+            eps=eps,
+            interpolate=interpolate,
+            local_padding=local_padding,
+            path="dense" if reparameterized else "auto",
+        )
         t, p = self.threads, n * h * w
 
         def build(a: Arena) -> list:
@@ -147,12 +183,26 @@ class EngineBackend:
             opt = a.keep(options(t))
             if stem:
                 return conv.steps(a, opt, a.view("image", *x.shape), n, h, w, a.view("s", p, conv.cout)) + [
-                    norm_step(a, opt, a.view("s", p, conv.cout), params["post_norm.weight"].astype(np.float32),
-                              a.view("x", p, conv.cout), eps)]
+                    norm_step(
+                        a,
+                        opt,
+                        a.view("s", p, conv.cout),
+                        params["post_norm.weight"].astype(np.float32),
+                        a.view("x", p, conv.cout),
+                        eps,
+                    )
+                ]
             rows = n * h * w
-            return [norm_step(a, opt, a.view("image", rows, conv.cin), params["pre_norm.weight"].astype(np.float32),
-                              a.view("b", rows, conv.cin), eps)] + conv.steps(
-                a, opt, a.view("b", n, h, w, conv.cin), n, h, w, a.view("x", p, conv.cout))
+            return [
+                norm_step(
+                    a,
+                    opt,
+                    a.view("image", rows, conv.cin),
+                    params["pre_norm.weight"].astype(np.float32),
+                    a.view("b", rows, conv.cin),
+                    eps,
+                )
+            ] + conv.steps(a, opt, a.view("b", n, h, w, conv.cin), n, h, w, a.view("x", p, conv.cout))
 
         sizes = merge_sizes(conv.needs(n, h, w), {"s": p * conv.cout, "x": p * conv.cout, "b": x.size})
         return _run(sizes, {"image": x}, build, ("x", (n, oh, ow, conv.cout)), t)
