@@ -24,12 +24,13 @@ import numpy as np
 from scipy.special import erf
 
 from parcnetv2 import reference as R
-from parcnetv2.reference.architecture import Config, components
-from parcnetv2.reference.components import subtree
+from parcnetv2.errors import InputError
+from parcnetv2.reference.components import Composition, NumpyArithmetic
 from parcnetv2.reference.oversized import instance_kernels
+from parcnetv2.reference.registry import evaluate
 from parcnetv2.spec.tolerance import gamma, propagation_length
 
-__all__ = ["Bounded", "BoundedReference", "Trace", "exact"]
+__all__ = ["Bounded", "BoundedArithmetic", "BoundedReference", "exact"]
 
 Params = Mapping[str, np.ndarray]
 
@@ -50,11 +51,6 @@ class Bounded:
 
     def __getitem__(self, index: Any) -> Bounded:
         return Bounded(self.value[index], self.error[index])
-
-
-# A callback receiving (official module name, its input, its output) during a bounded forward
-# pass, children before their parents, in execution order.
-Trace = Callable[[str, Bounded, Bounded], None] | None
 
 
 def exact(x: Any) -> Bounded:
@@ -81,26 +77,20 @@ def _contiguous(x: Bounded) -> Bounded:
     return Bounded(np.ascontiguousarray(x.value), np.ascontiguousarray(x.error))
 
 
-def _nchw(x: Bounded) -> Bounded:
-    return _contiguous(x.transpose(0, 3, 1, 2))
-
-
-def _nhwc(x: Bounded) -> Bounded:
-    return _contiguous(x.transpose(0, 2, 3, 1))
-
-
 def _oc_fixed(x: np.ndarray, kh: np.ndarray, kw: np.ndarray) -> np.ndarray:
     """OC with explicit 1-D kernels kh (C, Kh), kw (C, Kw) and paddings Kh//2, Kw//2 (clause 5.1);
     the instance kernels of every mode (5.2, 5.3) use exactly these paddings."""
     return R.oversized_conv(x, kh[:, None, :, None], kw[:, None, None, :], False)
 
 
-class BoundedReference:
-    """Reference values with the bounds of an implementation computing in ``dtype`` (clause 11.4).
+class BoundedArithmetic:
+    """The model's operations on ``Bounded`` values, with the bounds of an implementation computing
+    in ``dtype`` (clauses 11.4-11.8).
 
-    Every method mirrors the reference function of the same name (same arguments, layouts and
-    shapes) but takes and returns ``Bounded`` activations; weights are plain arrays holding the
-    exact values the implementation received (already rounded to its format).
+    Every method mirrors ``parcnetv2.reference.components.NumpyArithmetic``'s operation of the same
+    name (same arguments, layouts and shapes) but takes and returns ``Bounded`` activations; weights
+    are plain arrays holding the exact values the implementation received (already rounded to its
+    format). Values are computed by the reference's own operations in float64.
     """
 
     def __init__(self, dtype: Any):
@@ -259,9 +249,9 @@ class BoundedReference:
         value = a.value + b.value
         return Bounded(value, a.error + b.error + self.gamma(1) * np.abs(value))
 
-    def scale(self, params: Params, x: Bounded) -> Bounded:
+    def channel_scale(self, x: Bounded, scale) -> Bounded:
         """Scale (clause 8.3), x (..., C): |s| e + g(1) |x s|."""
-        s = np.asarray(params["scale"], dtype=np.float64)
+        s = np.asarray(scale, dtype=np.float64)
         value = x.value * s
         return Bounded(value, np.abs(s) * x.error + self.gamma(1) * np.abs(value))
 
@@ -320,173 +310,35 @@ class BoundedReference:
         value = x.value.mean(axis=(1, 2))
         return Bounded(value, x.error.mean(axis=(1, 2)) + g * np.abs(x.value).mean(axis=(1, 2)))
 
-    # ---- components (clause 11.9): the official structure, composed from the rules above -----
+    # ---- structure: layouts and splits carry their errors along ----------------------------------
 
-    def token_mixer(
-        self,
-        params: Params,
-        x: Bounded,
-        *,
-        interpolate,
-        local_padding: int,
-        reparameterized: bool = False,
-        trace: Trace = None,
-        prefix: str = "",
-    ) -> Bounded:
-        """Token mixer (clause 8.1), NHWC (N, H, W, C) in and out. ``reparameterized`` does not
-        change the value or the bound (clause 7.2); ``trace`` receives the sub-module outputs."""
-        record = _recorder(trace, prefix)
-        x = _nchw(x)
-        y = record("pwconv1", x, self.pointwise_conv2d(x, params["pwconv1.weight"], params["pwconv1.bias"]))
-        half = y.shape[1] // 2
-        gate, act = y[:, :half], record("act", y[:, half:], self.gelu(y[:, half:]))
-        if trace is not None:
-            k_h, k_w, k7 = params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], params["dwconv2.weight"]
-            if interpolate is False:  # the modules conv_h, conv_w run only in the fixed mode (clause 5.5)
-                vertical = self.depthwise_conv2d(act, k_h, padding=(np.shape(k_h)[2] // 2, 0))
-                record("dwconv1.conv_h", act, vertical)
-                record(
-                    "dwconv1.conv_w", vertical, self.depthwise_conv2d(vertical, k_w, padding=(0, np.shape(k_w)[3] // 2))
-                )
-            record("dwconv1", act, self.oversized_conv(act, k_h, k_w, interpolate))
-            record("dwconv2", act, self.depthwise_conv2d(act, k7, padding=(local_padding, local_padding)))
-        spatial = self.parc_spatial(params, act, interpolate=interpolate, local_padding=local_padding)
-        gated = self.mul(gate, spatial)
-        return _nhwc(record("pwconv2", gated, self.pointwise_conv2d(gated, params["pwconv2.weight"])))
-
-    def bgu(self, params: Params, x: Bounded, *, trace: Trace = None, prefix: str = "") -> Bounded:
-        """Channel BGU (clause 8.2), (..., C) in and out."""
-        record = _recorder(trace, prefix)
-        y = record("fc1", x, self.linear(x, params["fc1.weight"], params["fc1.bias"]))
-        half = y.shape[-1] // 2
-        gated = self.mul(y[..., :half], record("act", y[..., half:], self.gelu(y[..., half:])))
-        return record("fc2", gated, self.linear(gated, params["fc2.weight"]))
-
-    def block(
-        self,
-        params: Params,
-        x: Bounded,
-        *,
-        res_scale: bool,
-        eps: float,
-        interpolate,
-        local_padding: int,
-        reparameterized: bool = False,
-        trace: Trace = None,
-        prefix: str = "",
-    ) -> Bounded:
-        """Block (clause 8.4), NHWC in and out."""
-        record = _recorder(trace, prefix)
-        normed = record("norm1", x, self.layer_norm_general(x, params["norm1.weight"], eps))
-        mixed = record(
-            "token_mixer",
-            normed,
-            self.token_mixer(
-                subtree(params, "token_mixer"),
-                normed,
-                interpolate=interpolate,
-                local_padding=local_padding,
-                trace=trace,
-                prefix=_join(prefix, "token_mixer"),
-            ),
-        )
-        residual = record("res_scale1", x, self.scale(subtree(params, "res_scale1"), x)) if res_scale else x
-        x = self.add(residual, mixed)
-        normed = record("norm2", x, self.layer_norm_general(x, params["norm2.weight"], eps))
-        gated = record(
-            "mlp", normed, self.bgu(subtree(params, "mlp"), normed, trace=trace, prefix=_join(prefix, "mlp"))
-        )
-        residual = record("res_scale2", x, self.scale(subtree(params, "res_scale2"), x)) if res_scale else x
-        return self.add(residual, gated)
-
-    def stage(
-        self, params: Params, x: Bounded, *, depth: int, trace: Trace = None, prefix: str = "", **settings
-    ) -> Bounded:
-        """``depth`` blocks in sequence (clause 8.4), NHWC in and out."""
-        for j in range(depth):
-            name = _join(prefix, str(j))
-            output = self.block(subtree(params, str(j)), x, trace=trace, prefix=name, **settings)
-            if trace is not None:
-                trace(name, x, output)
-            x = output
+    @staticmethod
+    def input(x: Bounded, layout: str, op: str) -> Bounded:
+        if len(x.shape) != len(layout):
+            raise InputError(f"{op}: input must be {layout} (rank {len(layout)}), got shape {x.shape}")
         return x
 
-    def downsampling(
-        self,
-        params: Params,
-        x: Bounded,
-        *,
-        stride: int,
-        padding: int,
-        stem: bool,
-        eps: float,
-        trace: Trace = None,
-        prefix: str = "",
-    ) -> Bounded:
-        """Stem (NCHW in) or downsampling layer (NHWC in), clause 3; NHWC out."""
-        record = _recorder(trace, prefix)
-        if not stem:
-            x = _nchw(record("pre_norm", x, self.layer_norm_general(x, params["pre_norm.weight"], eps)))
-        x = _nhwc(record("conv", x, self.conv2d(x, params["conv.weight"], params["conv.bias"], stride, padding)))
-        return record("post_norm", x, self.layer_norm_general(x, params["post_norm.weight"], eps)) if stem else x
+    @staticmethod
+    def to_nchw(x: Bounded) -> Bounded:
+        return _contiguous(x.transpose(0, 3, 1, 2))
 
-    def model(self, config: Config, params: Params, x: Bounded, *, trace: Trace = None) -> Bounded:
-        """Whole model (clause 2): NCHW images (N, 3, H, W) -> logits (N, num_classes).
-        ``trace`` receives every named component's input and output (official names and layouts)."""
-        parts = {c.name: c for c in components(config)}
-        image = x
-        for i in range(len(config.depths)):
-            for name in (f"downsample_layers.{i}", f"stages.{i}"):
-                part = parts[name]
-                output = getattr(self, part.kind)(subtree(params, name), x, trace=trace, prefix=name, **part.settings)
-                if trace is not None:
-                    trace(name, x, output)
-                x = output
-        pooled = self.mean_hw(x)
-        features = self.layer_norm(pooled, params["norm.weight"], params["norm.bias"], config.eps)
-        logits = self.linear(features, params["head.weight"], params["head.bias"])
-        if trace is not None:
-            trace("norm", pooled, features)
-            trace("head", features, logits)
-            trace("", image, logits)
-        return logits
+    @staticmethod
+    def to_nhwc(x: Bounded) -> Bounded:
+        return _contiguous(x.transpose(0, 2, 3, 1))
+
+    @staticmethod
+    def halves(x: Bounded, axis: int) -> tuple[Bounded, Bounded]:
+        first, second = NumpyArithmetic.halves(x.value, axis)
+        first_error, second_error = NumpyArithmetic.halves(x.error, axis)
+        return Bounded(first, first_error), Bounded(second, second_error)
+
+
+class BoundedReference(BoundedArithmetic, Composition):
+    """The official composition (``parcnetv2.reference.components``) over bounded arithmetic: every
+    component and the whole model with the bounds of clause 11.9, the same code as the reference."""
 
     def component(self, kind: str, params: Params, x: Bounded, settings: Mapping[str, Any]) -> Bounded:
         """One named component of ``Model.component_info(name)`` (its kind and settings), with the
         component's own parameters (prefix removed) and input in its official layout."""
-        settings = dict(settings)
-        settings.pop("reparameterized", None)
-        if kind in ("downsampling", "token_mixer", "bgu", "block", "stage", "scale"):
-            return getattr(self, kind)(params, x, **settings)
-        if kind == "conv2d":
-            return self.conv2d(x, params["weight"], params["bias"], settings["stride"], settings["padding"])
-        if kind == "layer_norm_general":
-            return self.layer_norm_general(x, params["weight"], settings["eps"])
-        if kind == "layer_norm":
-            return self.layer_norm(x, params["weight"], params["bias"], settings["eps"])
-        if kind == "pointwise_conv2d":
-            return self.pointwise_conv2d(x, params["weight"], params.get("bias"))
-        if kind == "depthwise_conv2d":
-            return self.depthwise_conv2d(x, params["weight"], params.get("bias"), settings["padding"])
-        if kind == "oversized_conv":
-            return self.oversized_conv(x, params["conv_h.weight"], params["conv_w.weight"], settings["interpolate"])
-        if kind == "linear":
-            return self.linear(x, params["weight"], params.get("bias"))
-        if kind == "gelu":
-            return self.gelu(x)
-        raise ValueError(f"no bounded rule for component kind {kind!r}")
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _recorder(trace: Trace, prefix: str) -> Callable[[str, Bounded, Bounded], Bounded]:
-    """``record(name, input, output)``: reports ``prefix.name`` to ``trace`` and returns output."""
-
-    def record(name: str, inputs: Bounded, output: Bounded) -> Bounded:
-        if trace is not None:
-            trace(_join(prefix, name), inputs, output)
-        return output
-
-    return record
+        settings = {k: v for k, v in settings.items() if k != "reparameterized"}  # clause 7.2: same bound
+        return evaluate(self, kind, params, x, settings)

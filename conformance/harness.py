@@ -160,7 +160,7 @@ class Harness:
                 return run
         params = {k: v.astype(np.float64) for k, v in weights.items()}
         run.logits = self.bounded.model(
-            target.config, params, exact(image), trace=lambda *entry: run.trace.append(entry)
+            target.config, params, exact(image), trace=lambda *entry: run.trace.append(entry) or entry[2]
         )
         return run
 

@@ -14,7 +14,6 @@ they replace.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -25,16 +24,15 @@ from scipy.special import erf
 
 from parcnetv2 import reference as R
 from parcnetv2.conformance.backend_numpy import ReferenceBackend
-from parcnetv2.reference import components as C
 from parcnetv2.reference.architecture import parameter_shapes as official_shapes
+from parcnetv2.reference.components import REFERENCE, NumpyArithmetic, subtree
 from parcnetv2.reference.oversized import instance_kernels
 
 __all__ = ["LEGITIMATE", "MUTANTS"]
 
-_C = "parcnetv2.reference.components."
-_M = "parcnetv2.reference.model."
-_O = "parcnetv2.reference.oversized."
-_A = "parcnetv2.reference.architecture."
+# Module functions replaced by ``patches`` (the others are ``overrides`` of the composition).
+_RESIZE = "parcnetv2.reference.oversized.resize_kernel"
+_SHAPES = "parcnetv2.reference.architecture.parameter_shapes"
 
 
 # ---- broken operations ---------------------------------------------------------------------
@@ -87,12 +85,12 @@ def _mixer_gate_wrong_half(params, x, **settings):
     return _ORIGINAL["token_mixer"](swapped, x, **settings)
 
 
-def _bgu_gate_wrong_half(params, x):
+def _bgu_gate_wrong_half(params, x, **settings):
     """Channel BGU computing GELU(x1) * x2 instead of x1 * GELU(x2) (clause 8.2)."""
     swapped = dict(params)
     swapped["fc1.weight"] = _swap_halves(params["fc1.weight"], 0)
     swapped["fc1.bias"] = _swap_halves(params["fc1.bias"], 0)
-    return _ORIGINAL["bgu"](swapped, x)
+    return _ORIGINAL["bgu"](swapped, x, **settings)
 
 
 def _mixer_without_pwconv1_bias(params, x, **settings):
@@ -157,18 +155,18 @@ def _identity_scale(params, x):
     return np.asarray(x)
 
 
-def _block_scale_on_branch(params, x, *, res_scale, eps, interpolate, local_padding, reparameterized=False):
+def _block_scale_on_branch(params, x, *, res_scale, eps, interpolate, local_padding, reparameterized=False, **_):
     """Block scaling the branch instead of the residual input (clause 8.4)."""
-    mixed = C.token_mixer(
-        C.subtree(params, "token_mixer"),
-        C.layer_norm_general(x, params["norm1.weight"], eps),
+    mixed = REFERENCE.token_mixer(
+        subtree(params, "token_mixer"),
+        REFERENCE.layer_norm_general(x, params["norm1.weight"], eps),
         interpolate=interpolate,
         local_padding=local_padding,
         reparameterized=reparameterized,
     )
-    x = x + (C.scale(C.subtree(params, "res_scale1"), mixed) if res_scale else mixed)
-    gated = C.bgu(C.subtree(params, "mlp"), C.layer_norm_general(x, params["norm2.weight"], eps))
-    return x + (C.scale(C.subtree(params, "res_scale2"), gated) if res_scale else gated)
+    x = x + (REFERENCE.scale(subtree(params, "res_scale1"), mixed) if res_scale else mixed)
+    gated = REFERENCE.bgu(subtree(params, "mlp"), REFERENCE.layer_norm_general(x, params["norm2.weight"], eps))
+    return x + (REFERENCE.scale(subtree(params, "res_scale2"), gated) if res_scale else gated)
 
 
 def _layer_norm_without_bias(x, weight, bias, eps=1e-6):
@@ -317,128 +315,119 @@ def _gelu_float64(x):
 
 # ---- the backends ------------------------------------------------------------------------
 
-_ORIGINAL = {
-    name: getattr(C, name) for name in ("token_mixer", "bgu", "oversized_conv", "depthwise_conv2d", "layer_norm")
-}
-_FLOAT16_TARGETS = [
-    _C + name
-    for name in (
-        "conv2d",
-        "depthwise_conv2d",
-        "pointwise_conv2d",
-        "linear",
-        "oversized_conv",
-        "reparameterize",
-        "layer_norm_general",
-        "layer_norm",
-        "gelu",
-    )
-] + [_M + "linear", _O + "resize_kernel"]
+_ORIGINAL = {name: getattr(REFERENCE, name) for name in ("token_mixer", "bgu", "oversized_conv", "depthwise_conv2d")}
+_ORIGINAL["layer_norm"] = REFERENCE.layer_norm
+_FLOAT16_OPERATIONS = (
+    "conv2d", "depthwise_conv2d", "pointwise_conv2d", "linear", "oversized_conv", "reparameterize",
+    "layer_norm_general", "layer_norm", "gelu", "merged_spatial", "channel_scale", "mean_hw", "mul", "add",
+)  # fmt: skip
 
 
-def _backend(name: str, description: str, patches: dict[str, Callable[..., Any]]) -> ReferenceBackend:
-    return ReferenceBackend(name=f"mutant:{name}", patches=patches, description=description)
+def _backend(
+    name: str,
+    description: str,
+    overrides: dict[str, Callable[..., Any]],
+    patches: dict[str, Callable[..., Any]] | None = None,
+) -> ReferenceBackend:
+    return ReferenceBackend(name=f"mutant:{name}", overrides=overrides, patches=patches, description=description)
 
 
 MUTANTS: dict[str, ReferenceBackend] = {
     "standard_layer_norm": _backend(
         "standard_layer_norm",
         "standard LayerNorm instead of the official L2 form",
-        {_C + "layer_norm_general": _standard_layer_norm},
+        {"layer_norm_general": _standard_layer_norm},
     ),
     "lng_eps_inside_sqrt": _backend(
         "lng_eps_inside_sqrt",
         "LayerNormGeneral divides by sqrt(‖c‖² + eps)",
-        {_C + "layer_norm_general": _lng_eps_inside_sqrt},
+        {"layer_norm_general": _lng_eps_inside_sqrt},
     ),
     "lng_eps_added": _backend(
-        "lng_eps_added", "LayerNormGeneral divides by ‖c‖ + eps", {_C + "layer_norm_general": _lng_eps_added}
+        "lng_eps_added", "LayerNormGeneral divides by ‖c‖ + eps", {"layer_norm_general": _lng_eps_added}
     ),
-    "tanh_gelu": _backend("tanh_gelu", "tanh approximation of GELU", {_C + "gelu": _tanh_gelu}),
+    "tanh_gelu": _backend("tanh_gelu", "tanh approximation of GELU", {"gelu": _tanh_gelu}),
     "mixer_gate_wrong_half": _backend(
         "mixer_gate_wrong_half",
         "token mixer gates with the wrong half of pwconv1",
-        {_C + "token_mixer": _mixer_gate_wrong_half},
+        {"token_mixer": _mixer_gate_wrong_half},
     ),
     "bgu_gate_wrong_half": _backend(
-        "bgu_gate_wrong_half", "channel BGU computes GELU(x1) * x2", {_C + "bgu": _bgu_gate_wrong_half}
+        "bgu_gate_wrong_half", "channel BGU computes GELU(x1) * x2", {"bgu": _bgu_gate_wrong_half}
     ),
     "missing_pwconv1_bias": _backend(
-        "missing_pwconv1_bias", "token mixer ignores pwconv1's bias", {_C + "token_mixer": _mixer_without_pwconv1_bias}
+        "missing_pwconv1_bias", "token mixer ignores pwconv1's bias", {"token_mixer": _mixer_without_pwconv1_bias}
     ),
     "circular_padding": _backend(
-        "circular_padding", "oversized conv pads circularly", {_C + "oversized_conv": _circular_oversized}
+        "circular_padding", "oversized conv pads circularly", {"oversized_conv": _circular_oversized}
     ),
     "flipped_kernel": _backend(
-        "flipped_kernel", "oversized conv flips its kernels (convolution)", {_C + "oversized_conv": _flipped_oversized}
+        "flipped_kernel", "oversized conv flips its kernels (convolution)", {"oversized_conv": _flipped_oversized}
     ),
     "vertical_pass_only": _backend(
-        "vertical_pass_only", "oversized conv without conv_w", {_C + "oversized_conv": _vertical_only_oversized}
+        "vertical_pass_only", "oversized conv without conv_w", {"oversized_conv": _vertical_only_oversized}
     ),
     "interpolate_ignored": _backend(
         "interpolate_ignored",
         "oversized conv ignores the interpolate modes",
-        {_C + "oversized_conv": _interpolate_ignored},
+        {"oversized_conv": _interpolate_ignored},
     ),
     "align_corners_false": _backend(
-        "align_corners_false", "kernel resize with align_corners=False", {_O + "resize_kernel": _resize_half_pixel}
+        "align_corners_false", "kernel resize with align_corners=False", {}, {_RESIZE: _resize_half_pixel}
     ),
     "shifted_local_padding": _backend(
         "shifted_local_padding",
         "7x7 conv padded (2, 4) rows instead of (3, 3)",
-        {_C + "depthwise_conv2d": _shifted_local},
+        {"depthwise_conv2d": _shifted_local},
     ),
-    "missing_res_scale": _backend("missing_res_scale", "res_scale left out", {_C + "scale": _identity_scale}),
+    "missing_res_scale": _backend("missing_res_scale", "res_scale left out", {"scale": _identity_scale}),
     "res_scale_on_branch": _backend(
         "res_scale_on_branch",
         "res_scale multiplies the branch, not the residual",
-        {_C + "block": _block_scale_on_branch},
+        {"block": _block_scale_on_branch},
     ),
     "head_norm_without_bias": _backend(
-        "head_norm_without_bias", "head LayerNorm ignores its bias", {_C + "layer_norm": _layer_norm_without_bias}
+        "head_norm_without_bias", "head LayerNorm ignores its bias", {"layer_norm": _layer_norm_without_bias}
     ),
     "fc2_with_bias": _backend(
-        "fc2_with_bias", "parameter names include mlp.fc2.bias", {_A + "parameter_shapes": _shapes_with_fc2_bias}
+        "fc2_with_bias", "parameter names include mlp.fc2.bias", {}, {_SHAPES: _shapes_with_fc2_bias}
     ),
     "float16_internals": _backend(
         "float16_internals",
         "every operation stores its result in float16",
-        {
-            target: _in_float16(getattr(importlib.import_module(target.rsplit(".", 1)[0]), target.rsplit(".", 1)[1]))
-            for target in _FLOAT16_TARGETS
-        },
+        {name: _in_float16(getattr(NumpyArithmetic, name)) for name in _FLOAT16_OPERATIONS},
+        {_RESIZE: _in_float16(R.resize_kernel)},
     ),
 }
 
 LEGITIMATE: dict[str, ReferenceBackend] = {
-    "w_then_h": _backend("w_then_h", "oversized conv with conv_w before conv_h", {_C + "oversized_conv": _w_then_h}),
+    "w_then_h": _backend("w_then_h", "oversized conv with conv_w before conv_h", {"oversized_conv": _w_then_h}),
     "reparameterized_dense": _backend(
         "reparameterized_dense",
         "spatial part and oversized conv as dense merged kernels",
         {
-            _C + "parc_spatial": C.parc_spatial_reparameterized,
-            _C + "oversized_conv": _dense_oversized,
+            "parc_spatial": REFERENCE.parc_spatial_reparameterized,
+            "oversized_conv": _dense_oversized,
         },
     ),
     "channels_last": _backend(
         "channels_last",
         "every convolution computed on NHWC copies",
         {
-            _C + "depthwise_conv2d": _depthwise_channels_last,
-            _C + "pointwise_conv2d": _pointwise_channels_last,
-            _C + "conv2d": _conv_channels_last,
-            _C + "oversized_conv": _oversized_channels_last,
+            "depthwise_conv2d": _depthwise_channels_last,
+            "pointwise_conv2d": _pointwise_channels_last,
+            "conv2d": _conv_channels_last,
+            "oversized_conv": _oversized_channels_last,
         },
     ),
     "summation_order": _backend(
         "summation_order",
         "float32 reductions in other orders (reversed chunks, tap by tap)",
         {
-            _C + "linear": _linear_reordered,
-            _M + "linear": _linear_reordered,
-            _C + "pointwise_conv2d": _pointwise_reordered,
-            _C + "depthwise_conv2d": _depthwise_reordered,
-            _C + "gelu": _gelu_float64,
+            "linear": _linear_reordered,
+            "pointwise_conv2d": _pointwise_reordered,
+            "depthwise_conv2d": _depthwise_reordered,
+            "gelu": _gelu_float64,
         },
     ),
 }

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parcnetv2.errors import InputError
+from parcnetv2.reference.registry import block_shapes, downsampling_shapes, head_shapes
 from parcnetv2.spec import architecture_defaults, get_variant, variant_names
 
 
@@ -169,45 +170,28 @@ def _conv_h_w_padding(kernel_size: int, interpolate: bool | int) -> int:
 def parameter_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     """Official state_dict names and shapes, in the official order (clauses 2 and 10)."""
     shapes: dict[str, tuple[int, ...]] = {}
+
+    def add(prefix: str, local: dict[str, tuple[int, ...]]) -> None:
+        shapes.update({f"{prefix}.{k}": v for k, v in local.items()})
+
     c_in = config.constants["in_chans"]
-    stem_k = config.constants["stem"]["kernel_size"]
-    down_k = config.constants["downsample"]["kernel_size"]
-    local = config.constants["local_kernel_size"]
-    expand = config.constants["expansion_ratio"]
-    hidden_ratio = config.constants["mlp_ratio"]
     for i, c in enumerate(config.dims):
-        prefix = f"downsample_layers.{i}"
-        if i == 0:
-            shapes[f"{prefix}.conv.weight"] = (c, c_in, stem_k, stem_k)
-            shapes[f"{prefix}.conv.bias"] = (c,)
-            shapes[f"{prefix}.post_norm.weight"] = (c,)
-        else:
-            shapes[f"{prefix}.pre_norm.weight"] = (c_in,)
-            shapes[f"{prefix}.conv.weight"] = (c, c_in, down_k, down_k)
-            shapes[f"{prefix}.conv.bias"] = (c,)
+        add(f"downsample_layers.{i}", downsampling_shapes(c_in, c, stem=i == 0))
         c_in = c
     for i, (depth, c, k) in enumerate(zip(config.depths, config.dims, config.global_kernel_sizes)):
-        med = expand * c
-        hidden = hidden_ratio * c
         for j in range(depth):
-            p = f"stages.{i}.{j}"
-            shapes[f"{p}.norm1.weight"] = (c,)
-            shapes[f"{p}.token_mixer.pwconv1.weight"] = (med, c, 1, 1)
-            shapes[f"{p}.token_mixer.pwconv1.bias"] = (med,)
-            shapes[f"{p}.token_mixer.dwconv1.conv_h.weight"] = (med // 2, 1, k, 1)
-            shapes[f"{p}.token_mixer.dwconv1.conv_w.weight"] = (med // 2, 1, 1, k)
-            shapes[f"{p}.token_mixer.dwconv2.weight"] = (med // 2, 1, local, local)
-            shapes[f"{p}.token_mixer.pwconv2.weight"] = (c, med // 2, 1, 1)
-            if config.has_res_scale(i):
-                shapes[f"{p}.res_scale1.scale"] = (c,)
-            shapes[f"{p}.norm2.weight"] = (c,)
-            shapes[f"{p}.mlp.fc1.weight"] = (hidden, c)
-            shapes[f"{p}.mlp.fc1.bias"] = (hidden,)
-            shapes[f"{p}.mlp.fc2.weight"] = (c, hidden // 2)
-            if config.has_res_scale(i):
-                shapes[f"{p}.res_scale2.scale"] = (c,)
-    shapes["norm.weight"] = (c_in,)
-    shapes["norm.bias"] = (c_in,)
-    shapes["head.weight"] = (config.num_classes, c_in)
-    shapes["head.bias"] = (config.num_classes,)
+            add(f"stages.{i}.{j}", block_shapes(c, k, config.has_res_scale(i)))
+    shapes.update(head_shapes(c_in, config.num_classes))
     return shapes
+
+
+def stage_sizes(config: Config, height: int, width: int) -> list[tuple[int, int]]:
+    """Feature-map size (H, W) after the stem and after each downsampling layer (clause 3), for an
+    input of ``height`` x ``width``: the one place the stage geometry is computed."""
+    sizes = []
+    for i in range(len(config.depths)):
+        g = config.constants["stem" if i == 0 else "downsample"]
+        height = (height + 2 * g["padding"] - g["kernel_size"]) // g["stride"] + 1
+        width = (width + 2 * g["padding"] - g["kernel_size"]) // g["stride"] + 1
+        sizes.append((height, width))
+    return sizes

@@ -1,28 +1,59 @@
-"""Every ParCNetV2 component as a NumPy function of (parameters, input) (spec clauses 3-8).
+"""Every ParCNetV2 component and the whole forward pass, written once (spec clauses 2, 3, 8).
+
+``Composition`` holds the official structure: which operation follows which, on which layout,
+with which parameters. It is a mixin over an *arithmetic*, the class providing the operations
+(convolutions, norms, GELU, products, sums, transposes). ``Reference`` = NumPy arithmetic +
+composition is the golden model; the conformance harness combines the same composition with an
+arithmetic that carries error bounds (``parcnetv2.conformance.error_bounds``), so the model is
+written exactly once.
 
 ``params`` maps the component's own parameter names (the official names with the module prefix
 removed, e.g. ``"pwconv1.weight"`` for a token mixer) to arrays. Layouts follow the official
 code: the stem takes NCHW, everything after it is NHWC, convolutions run in NCHW inside.
+
+``trace``, when given, is called as ``trace(name, input, output)`` for every named module (official
+names, children before their parents) and returns the value the forward pass continues with: a
+recorder returns ``output``; the harness may return the output another implementation produced, to
+check the wiring between modules (clause 14.6). Shape legend: N, C, H, W, K.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from parcnetv2.errors import InputError
 from parcnetv2.reference.activations import gelu
+from parcnetv2.reference.architecture import components
 from parcnetv2.reference.convolution import conv2d, depthwise_conv2d, linear, pointwise_conv2d
 from parcnetv2.reference.dtypes import as_input, cast
 from parcnetv2.reference.norms import layer_norm, layer_norm_general
-from parcnetv2.reference.oversized import instance_kernels, oversized_conv
+from parcnetv2.reference.oversized import instance_kernels, oversized_conv, resize_kernel
 from parcnetv2.reference.reparameterization import reparameterize
 
-Params = Mapping[str, np.ndarray]
+__all__ = [
+    "Composition",
+    "NumpyArithmetic",
+    "Params",
+    "Reference",
+    "Trace",
+    "bgu",
+    "block",
+    "downsampling",
+    "parc_spatial",
+    "parc_spatial_reparameterized",
+    "subtree",
+    "token_mixer",
+]
+
+Params = Mapping[str, Any]
+# trace(official name, input, output) -> the value the forward pass continues with.
+Trace = Callable[[str, Any, Any], Any] | None
 
 
-def subtree(params: Params, prefix: str) -> dict[str, np.ndarray]:
+def subtree(params: Params, prefix: str) -> dict[str, Any]:
     """The parameters under ``prefix.`` with that prefix removed."""
     if not prefix:
         return dict(params)
@@ -30,186 +61,255 @@ def subtree(params: Params, prefix: str) -> dict[str, np.ndarray]:
     return {k[len(head) :]: v for k, v in params.items() if k.startswith(head)}
 
 
-def nhwc_to_nchw(x: np.ndarray) -> np.ndarray:
-    return x.transpose(0, 3, 1, 2)
+def join(prefix: str, name: str) -> str:
+    """The official name of child ``name`` of module ``prefix``."""
+    return f"{prefix}.{name}" if prefix else name
 
 
-def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
-    return x.transpose(0, 2, 3, 1)
+def _recorder(trace: Trace, prefix: str) -> Callable[[str, Any, Any], Any]:
+    """``record(name, input, output)``: reports ``prefix.name`` to ``trace``; returns what to go on with."""
+
+    def record(name: str, inputs: Any, output: Any) -> Any:
+        return output if trace is None else trace(join(prefix, name), inputs, output)
+
+    return record
 
 
-def _require_rank(x: np.ndarray, rank: int, layout: str, op: str) -> np.ndarray:
-    x = as_input(x)
-    if x.ndim != rank:
-        raise InputError(f"{op}: input must be {layout} (rank {rank}), got shape {x.shape}")
-    return x
+class NumpyArithmetic:
+    """The operations of the model on NumPy arrays, in the input's dtype (clauses 3-8)."""
+
+    conv2d = staticmethod(conv2d)
+    depthwise_conv2d = staticmethod(depthwise_conv2d)
+    pointwise_conv2d = staticmethod(pointwise_conv2d)
+    linear = staticmethod(linear)
+    oversized_conv = staticmethod(oversized_conv)
+    resize_kernel = staticmethod(resize_kernel)
+    reparameterize = staticmethod(reparameterize)
+    layer_norm_general = staticmethod(layer_norm_general)
+    layer_norm = staticmethod(layer_norm)
+    gelu = staticmethod(gelu)
+
+    @staticmethod
+    def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Elementwise product (the gates)."""
+        return a * b
+
+    @staticmethod
+    def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Elementwise sum (the residuals, OC + DW7)."""
+        return a + b
+
+    @staticmethod
+    def channel_scale(x: Any, scale: Any) -> np.ndarray:
+        """x * scale over the last axis (clause 8.3), in x's dtype."""
+        x = as_input(x)
+        return x * cast(scale, x.dtype)
+
+    @staticmethod
+    def mean_hw(x: np.ndarray) -> np.ndarray:
+        """Global average pool (clause 8.5): (N, H, W, C) -> (N, C)."""
+        return x.mean(axis=(1, 2))
+
+    @staticmethod
+    def to_nchw(x: np.ndarray) -> np.ndarray:
+        return x.transpose(0, 3, 1, 2)
+
+    @staticmethod
+    def to_nhwc(x: np.ndarray) -> np.ndarray:
+        return x.transpose(0, 2, 3, 1)
+
+    @staticmethod
+    def halves(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first and second half of ``axis`` (the gates' channel split)."""
+        half = x.shape[axis] // 2
+        index = [slice(None)] * x.ndim
+        first, second = list(index), list(index)
+        first[axis], second[axis] = slice(0, half), slice(half, 2 * half)
+        return x[tuple(first)], x[tuple(second)]
+
+    @staticmethod
+    def input(x: Any, layout: str, op: str) -> np.ndarray:
+        """``x`` as an array of the compute dtype and the rank of ``layout`` (InputError otherwise)."""
+        x = as_input(x)
+        if x.ndim != len(layout):
+            raise InputError(f"{op}: input must be {layout} (rank {len(layout)}), got shape {x.shape}")
+        return x
+
+    @staticmethod
+    def merged_spatial(params: Params, x: np.ndarray, *, interpolate: bool | int, local_padding: int) -> np.ndarray:
+        """OC(x) + DW7(x) as one dense depthwise conv with the merged kernel (clause 7.2).
+
+        The kernels of the input's size (clause 5) are merged, so every oversized-conv mode works.
+        x: (N, C, H, W) -> (N, C, H, W).
+        """
+        x = as_input(x)
+        kh, kw, _, _ = instance_kernels(
+            cast(params["dwconv1.conv_h.weight"], x.dtype),
+            cast(params["dwconv1.conv_w.weight"], x.dtype),
+            x.shape[2],
+            x.shape[3],
+            interpolate,
+        )
+        k7 = cast(params["dwconv2.weight"], x.dtype)
+        if k7.shape[2] != 2 * local_padding + 1:
+            raise InputError(f"the local kernel {k7.shape} does not match padding {local_padding}")
+        return depthwise_conv2d(x, reparameterize(kh[:, None, :, None], kw[:, None, None, :], k7))
 
 
-def downsampling(params: Params, x: np.ndarray, *, stride: int, padding: int, stem: bool, eps: float) -> np.ndarray:
-    """Stem (``stem=True``: NCHW in, conv, NHWC, post_norm) or downsampling layer (NHWC in,
-    pre_norm, NCHW, conv, NHWC) (clause 3). Returns NHWC (N, Ho, Wo, Cout)."""
-    x = _require_rank(x, 4, "NCHW" if stem else "NHWC", "downsampling")
-    if not stem:
-        x = nhwc_to_nchw(layer_norm_general(x, params["pre_norm.weight"], eps))
-    x = nchw_to_nhwc(conv2d(x, params["conv.weight"], params["conv.bias"], stride, padding))
-    return layer_norm_general(x, params["post_norm.weight"], eps) if stem else x
+class Composition:
+    """The official structure of every component, over the arithmetic it is mixed with.
 
-
-def parc_spatial(params: Params, x: np.ndarray, *, interpolate: bool | int, local_padding: int) -> np.ndarray:
-    """OC(x) + DW7(x), the spatial part of the token mixer (clauses 5 and 6). x: (N, C, H, W)."""
-    return oversized_conv(
-        x, params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], interpolate
-    ) + depthwise_conv2d(x, params["dwconv2.weight"], padding=(local_padding, local_padding))
-
-
-def parc_spatial_reparameterized(
-    params: Params, x: np.ndarray, *, interpolate: bool | int, local_padding: int
-) -> np.ndarray:
-    """OC(x) + DW7(x) as one dense depthwise conv with the merged kernel (clause 7.2).
-
-    The kernels of the input's size (clause 5) are merged, so every oversized-conv mode works.
-    x: (N, C, H, W) -> (N, C, H, W).
+    The arithmetic provides ``conv2d``, ``depthwise_conv2d``, ``pointwise_conv2d``, ``linear``,
+    ``oversized_conv``, ``layer_norm_general``, ``layer_norm``, ``gelu``, ``mul``, ``add``,
+    ``channel_scale``, ``mean_hw``, ``to_nchw``, ``to_nhwc``, ``halves``, ``input`` and
+    ``merged_spatial``, each with the signature of ``NumpyArithmetic``.
     """
-    x = as_input(x)
-    kh, kw, _, _ = instance_kernels(
-        cast(params["dwconv1.conv_h.weight"], x.dtype),
-        cast(params["dwconv1.conv_w.weight"], x.dtype),
-        x.shape[2],
-        x.shape[3],
-        interpolate,
-    )
-    k7 = cast(params["dwconv2.weight"], x.dtype)
-    if k7.shape[2] != 2 * local_padding + 1:
-        raise InputError(f"the local kernel {k7.shape} does not match padding {local_padding}")
-    dense = reparameterize(kh[:, None, :, None], kw[:, None, None, :], k7)
-    return depthwise_conv2d(x, dense)
+
+    # ---- components (clause 14.2 signatures, plus trace and prefix) -----------------------------
+
+    def downsampling(
+        self, params: Params, x: Any, *, stride: int, padding: int, stem: bool, eps: float, trace: Trace = None,
+        prefix: str = "",
+    ) -> Any:  # fmt: skip
+        """Stem (``stem=True``: NCHW in, conv, NHWC, post_norm) or downsampling layer (NHWC in,
+        pre_norm, NCHW, conv, NHWC), clause 3. Returns NHWC (N, Ho, Wo, Cout)."""
+        record = _recorder(trace, prefix)
+        x = self.input(x, "NCHW" if stem else "NHWC", "downsampling")
+        if not stem:
+            x = self.to_nchw(record("pre_norm", x, self.layer_norm_general(x, params["pre_norm.weight"], eps)))
+        x = self.to_nhwc(record("conv", x, self.conv2d(x, params["conv.weight"], params["conv.bias"], stride, padding)))
+        return record("post_norm", x, self.layer_norm_general(x, params["post_norm.weight"], eps)) if stem else x
+
+    def parc_spatial(self, params: Params, x: Any, *, interpolate: bool | int, local_padding: int) -> Any:
+        """OC(x) + DW7(x), the spatial part of the token mixer (clauses 5, 6). x: (N, C, H, W)."""
+        oc = self.oversized_conv(x, params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], interpolate)
+        return self.add(oc, self.depthwise_conv2d(x, params["dwconv2.weight"], padding=(local_padding,) * 2))
+
+    def parc_spatial_reparameterized(
+        self, params: Params, x: Any, *, interpolate: bool | int, local_padding: int
+    ) -> Any:
+        """OC(x) + DW7(x) as one dense depthwise conv with the merged kernel (clause 7.2). NCHW."""
+        return self.merged_spatial(params, x, interpolate=interpolate, local_padding=local_padding)
+
+    def token_mixer(
+        self, params: Params, x: Any, *, interpolate: bool | int, local_padding: int, reparameterized: bool = False,
+        trace: Trace = None, prefix: str = "",
+    ) -> Any:  # fmt: skip
+        """ParC V2 token mixer (clause 8.1): NHWC (N, H, W, C) in and out.
+
+        pwconv1 (C -> 2C, bias); split channels x1 | x2; x2 = GELU(x2); x2 = OC(x2) + DW7(x2);
+        x = x1 * x2; pwconv2 (C -> C, no bias). With ``reparameterized`` the spatial part uses the
+        merged dense kernel (clause 7.2). With ``trace``, the modules ``dwconv1`` (and, in the
+        fixed-kernel mode where they run on their own, ``dwconv1.conv_h`` and ``dwconv1.conv_w``)
+        and ``dwconv2`` are reported too.
+        """
+        record = _recorder(trace, prefix)
+        x = self.to_nchw(self.input(x, "NHWC", "token_mixer"))
+        y = record("pwconv1", x, self.pointwise_conv2d(x, params["pwconv1.weight"], params["pwconv1.bias"]))
+        gate, branch = self.halves(y, 1)
+        act = record("act", branch, self.gelu(branch))
+        if trace is not None:
+            self._trace_spatial_modules(params, act, interpolate, local_padding, record)
+        settings = {"interpolate": interpolate, "local_padding": local_padding}
+        spatial = (self.parc_spatial_reparameterized if reparameterized else self.parc_spatial)(params, act, **settings)
+        gated = self.mul(gate, spatial)
+        return self.to_nhwc(record("pwconv2", gated, self.pointwise_conv2d(gated, params["pwconv2.weight"])))
+
+    def _trace_spatial_modules(
+        self, params: Params, act: Any, interpolate: bool | int, local_padding: int, record: Callable[..., Any]
+    ) -> None:
+        """The outputs of dwconv1 (conv_h, conv_w) and dwconv2 on their own (clauses 5.5, 6)."""
+        k_h, k_w, k7 = params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], params["dwconv2.weight"]
+        if interpolate is False:  # the modules conv_h, conv_w run only in the fixed mode (clause 5.5)
+            vertical = self.depthwise_conv2d(act, k_h, padding=(np.shape(k_h)[2] // 2, 0))
+            vertical = record("dwconv1.conv_h", act, vertical)
+            record("dwconv1.conv_w", vertical, self.depthwise_conv2d(vertical, k_w, padding=(0, np.shape(k_w)[3] // 2)))
+        record("dwconv1", act, self.oversized_conv(act, k_h, k_w, interpolate))
+        record("dwconv2", act, self.depthwise_conv2d(act, k7, padding=(local_padding, local_padding)))
+
+    def bgu(self, params: Params, x: Any, *, trace: Trace = None, prefix: str = "") -> Any:
+        """Channel bifurcate gate unit, the block's MLP (clause 8.2): (..., C) -> (..., C).
+
+        fc1 (C -> 5C, bias); split the last axis x1 | x2 (2.5C each); x1 * GELU(x2); fc2 (no bias).
+        """
+        record = _recorder(trace, prefix)
+        y = record("fc1", x, self.linear(x, params["fc1.weight"], params["fc1.bias"]))
+        first, second = self.halves(y, -1)
+        gated = self.mul(first, record("act", second, self.gelu(second)))
+        return record("fc2", gated, self.linear(gated, params["fc2.weight"]))
+
+    def scale(self, params: Params, x: Any) -> Any:
+        """Scale (res_scale, clause 8.3): x * scale over the last axis, x (..., C)."""
+        return self.channel_scale(x, params["scale"])
+
+    def block(
+        self, params: Params, x: Any, *, res_scale: bool, eps: float, interpolate: bool | int, local_padding: int,
+        reparameterized: bool = False, trace: Trace = None, prefix: str = "",
+    ) -> Any:  # fmt: skip
+        """ParCNetV2 block (clause 8.4), NHWC (N, H, W, C) in and out:
+        x = res_scale1(x) + token_mixer(norm1(x)); x = res_scale2(x) + mlp(norm2(x)).
+        ``res_scale`` False means both scales are identities (stages 0 and 1 of the official model)."""
+        record = _recorder(trace, prefix)
+        x = self.input(x, "NHWC", "block")
+        normed = record("norm1", x, self.layer_norm_general(x, params["norm1.weight"], eps))
+        mixer = subtree(params, "token_mixer")
+        mixed = self.token_mixer(
+            mixer, normed, interpolate=interpolate, local_padding=local_padding, reparameterized=reparameterized,
+            trace=trace, prefix=join(prefix, "token_mixer"),
+        )  # fmt: skip
+        mixed = record("token_mixer", normed, mixed)
+        residual = record("res_scale1", x, self.scale(subtree(params, "res_scale1"), x)) if res_scale else x
+        x = self.add(residual, mixed)
+        normed = record("norm2", x, self.layer_norm_general(x, params["norm2.weight"], eps))
+        gated = record("mlp", normed, self.bgu(subtree(params, "mlp"), normed, trace=trace, prefix=join(prefix, "mlp")))
+        residual = record("res_scale2", x, self.scale(subtree(params, "res_scale2"), x)) if res_scale else x
+        return self.add(residual, gated)
+
+    def stage(self, params: Params, x: Any, *, depth: int, trace: Trace = None, prefix: str = "", **settings) -> Any:
+        """One stage: ``depth`` blocks in sequence (clause 8.4), NHWC in and out."""
+        record = _recorder(trace, prefix)
+        for j in range(depth):
+            name = str(j)
+            x = record(
+                name, x, self.block(subtree(params, name), x, trace=trace, prefix=join(prefix, name), **settings)
+            )
+        return x
+
+    def model(self, config: Any, params: Params, x: Any, *, reparameterized: bool = False, trace: Trace = None) -> Any:
+        """Whole model (clause 2): NCHW images (N, 3, H, W) -> logits (N, num_classes).
+
+        ``config`` is a ``parcnetv2.reference.Config``; ``params`` the whole state_dict; ``trace``
+        receives every named module (official names and layouts), the model itself as ``""``.
+        """
+        record = _recorder(trace, "")
+        parts = {c.name: c for c in components(config)}
+        image = x
+        for i in range(len(config.depths)):
+            for name in (f"downsample_layers.{i}", f"stages.{i}"):
+                part = parts[name]
+                settings = dict(part.settings)
+                if part.kind == "stage":
+                    settings["reparameterized"] = reparameterized
+                run = getattr(self, part.kind)
+                x = record(name, x, run(subtree(params, name), x, trace=trace, prefix=name, **settings))
+        pooled = self.mean_hw(self.input(x, "NHWC", "head"))
+        features = record(
+            "norm", pooled, self.layer_norm(pooled, params["norm.weight"], params["norm.bias"], config.eps)
+        )
+        logits = record("head", features, self.linear(features, params["head.weight"], params["head.bias"]))
+        return record("", image, logits)
 
 
-def token_mixer(
-    params: Params,
-    x: np.ndarray,
-    *,
-    interpolate: bool | int,
-    local_padding: int,
-    reparameterized: bool = False,
-) -> np.ndarray:
-    """ParC V2 token mixer (clause 8.1): NHWC (N, H, W, C) in and out.
-
-    pwconv1 (C -> 2C, bias); split channels x1 | x2; x2 = GELU(x2); x2 = OC(x2) + DW7(x2);
-    x = x1 * x2; pwconv2 (C -> C, no bias). With ``reparameterized`` the spatial part uses the
-    merged dense kernel (clause 7.2).
-    """
-    x = nhwc_to_nchw(_require_rank(x, 4, "NHWC", "token_mixer"))
-    x = pointwise_conv2d(x, params["pwconv1.weight"], params["pwconv1.bias"])
-    half = x.shape[1] // 2
-    gate, x2 = x[:, :half], gelu(x[:, half:])
-    spatial = parc_spatial_reparameterized if reparameterized else parc_spatial
-    x2 = spatial(params, x2, interpolate=interpolate, local_padding=local_padding)
-    return nchw_to_nhwc(pointwise_conv2d(gate * x2, params["pwconv2.weight"]))
+class Reference(NumpyArithmetic, Composition):
+    """The golden model: the official composition over NumPy arithmetic (float32 or float64)."""
 
 
-def bgu(params: Params, x: np.ndarray) -> np.ndarray:
-    """Channel bifurcate gate unit, the block's MLP (clause 8.2): (..., C) -> (..., C).
+REFERENCE = Reference()
 
-    fc1 (C -> 5C, bias); split the last axis x1 | x2 (2.5C each); x1 * GELU(x2); fc2 (no bias).
-    """
-    x = linear(x, params["fc1.weight"], params["fc1.bias"])
-    half = x.shape[-1] // 2
-    return linear(x[..., :half] * gelu(x[..., half:]), params["fc2.weight"])
-
-
-def scale(params: Params, x: np.ndarray) -> np.ndarray:
-    """Scale (res_scale, clause 8.3): x * scale over the last axis, x (..., C)."""
-    x = as_input(x)
-    return x * cast(params["scale"], x.dtype)
-
-
-def block(
-    params: Params,
-    x: np.ndarray,
-    *,
-    res_scale: bool,
-    eps: float,
-    interpolate: bool | int,
-    local_padding: int,
-    reparameterized: bool = False,
-) -> np.ndarray:
-    """ParCNetV2 block (clause 8.4), NHWC (N, H, W, C) in and out:
-    x = res_scale1(x) + token_mixer(norm1(x)); x = res_scale2(x) + mlp(norm2(x)).
-    ``res_scale`` False means both scales are identities (stages 0 and 1 of the official model)."""
-    x = _require_rank(x, 4, "NHWC", "block")
-    mixed = token_mixer(
-        subtree(params, "token_mixer"),
-        layer_norm_general(x, params["norm1.weight"], eps),
-        interpolate=interpolate,
-        local_padding=local_padding,
-        reparameterized=reparameterized,
-    )
-    x = (scale(subtree(params, "res_scale1"), x) if res_scale else x) + mixed
-    gated = bgu(subtree(params, "mlp"), layer_norm_general(x, params["norm2.weight"], eps))
-    return (scale(subtree(params, "res_scale2"), x) if res_scale else x) + gated
-
-
-def stage(params: Params, x: np.ndarray, *, depth: int, **block_settings) -> np.ndarray:
-    """One stage: ``depth`` blocks in sequence (clause 8.4), NHWC in and out."""
-    for j in range(depth):
-        x = block(subtree(params, str(j)), x, **block_settings)
-    return x
-
-
-def pooled_norm(params: Params, features: np.ndarray, eps: float) -> np.ndarray:
-    """End of forward_features (clause 8.5): (N, H, W, C) -> mean over H, W -> LayerNorm ``norm``
-    (standard form, weight and bias) -> (N, C). The ``head`` Linear follows it in the model."""
-    features = _require_rank(features, 4, "NHWC", "pooled_norm")
-    return layer_norm(features.mean(axis=(1, 2)), params["norm.weight"], params["norm.bias"], eps)
-
-
-def _layer_norm_general(params: Params, x: np.ndarray, *, eps: float) -> np.ndarray:
-    return layer_norm_general(x, params["weight"], eps)
-
-
-def _layer_norm(params: Params, x: np.ndarray, *, eps: float) -> np.ndarray:
-    return layer_norm(x, params["weight"], params["bias"], eps)
-
-
-def _conv2d(params: Params, x: np.ndarray, *, stride: int, padding: int) -> np.ndarray:
-    return conv2d(x, params["weight"], params["bias"], stride, padding)
-
-
-def _pointwise(params: Params, x: np.ndarray) -> np.ndarray:
-    return pointwise_conv2d(x, params["weight"], params.get("bias"))
-
-
-def _depthwise(params: Params, x: np.ndarray, *, padding: tuple[int, int]) -> np.ndarray:
-    return depthwise_conv2d(x, params["weight"], params.get("bias"), padding)
-
-
-def _oversized(params: Params, x: np.ndarray, *, interpolate: bool | int) -> np.ndarray:
-    return oversized_conv(x, params["conv_h.weight"], params["conv_w.weight"], interpolate)
-
-
-def _linear(params: Params, x: np.ndarray) -> np.ndarray:
-    return linear(x, params["weight"], params.get("bias"))
-
-
-def _gelu(params: Params, x: np.ndarray) -> np.ndarray:
-    return gelu(x)
-
-
-# Component kinds of ``architecture.components`` -> function(params, x, **settings).
-COMPONENT_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
-    "downsampling": downsampling,
-    "conv2d": _conv2d,
-    "layer_norm_general": _layer_norm_general,
-    "layer_norm": _layer_norm,
-    "token_mixer": token_mixer,
-    "pointwise_conv2d": _pointwise,
-    "gelu": _gelu,
-    "oversized_conv": _oversized,
-    "depthwise_conv2d": _depthwise,
-    "bgu": bgu,
-    "linear": _linear,
-    "scale": scale,
-    "block": block,
-    "stage": stage,
-}
+# The components as plain functions (the signatures of the backend protocol, clause 14.2).
+downsampling = REFERENCE.downsampling
+parc_spatial = REFERENCE.parc_spatial
+parc_spatial_reparameterized = REFERENCE.parc_spatial_reparameterized
+token_mixer = REFERENCE.token_mixer
+bgu = REFERENCE.bgu
+block = REFERENCE.block

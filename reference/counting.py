@@ -1,18 +1,27 @@
 """Parameter and MAC counts (spec clause 10).
 
-Parameters are counted from the official shapes. MACs count every convolution tap including
-zero padding, plus the linear layers (the convention of the usual counting tools); norms,
-activations and elementwise products are not counted.
+Parameters are counted from the official shapes (``parameter_shapes``). MACs come from the
+model's own composition (``parcnetv2.reference.components``) run on shapes instead of values: the
+``ShapeArithmetic`` below propagates activation shapes, the trace lists every named module with
+its input and output shapes, and the registry's per-kind formula counts each leaf module. MACs
+count every convolution tap including zero padding, plus the linear layers (the convention of the
+usual counting tools); norms, activations and elementwise products are not counted.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from parcnetv2.errors import InputError
-from parcnetv2.reference.architecture import Config, parameter_shapes
+from parcnetv2.reference.architecture import Config, components, parameter_shapes
+from parcnetv2.reference.components import Composition, subtree
 from parcnetv2.reference.model import Model
+from parcnetv2.reference.oversized import instance_lengths
+
+__all__ = ["CountRow", "as_config", "breakdown", "count_macs", "count_params"]
 
 ModelLike = str | Config | Model
 
@@ -36,6 +45,110 @@ def _resolution(resolution: int | tuple[int, int]) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class Shaped:
+    """An array known only by its shape (an activation or a weight)."""
+
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+class ShapeArithmetic:
+    """The model's operations on shapes (the counting of clause 10.2 needs nothing else)."""
+
+    @staticmethod
+    def conv2d(x: Shaped, weight: Shaped, bias: Any = None, stride: Any = 1, padding: Any = 0) -> Shaped:
+        (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+        n, _, h, w = x.shape
+        cout, _, kh, kw = weight.shape
+        return Shaped((n, cout, _conv_out(h, kh, sh, ph), _conv_out(w, kw, sw, pw)))
+
+    @staticmethod
+    def depthwise_conv2d(x: Shaped, weight: Shaped, bias: Any = None, padding: Any = None) -> Shaped:
+        kh, kw = weight.shape[2:]
+        ph, pw = (kh // 2, kw // 2) if padding is None else _pair(padding)
+        n, c, h, w = x.shape
+        return Shaped((n, c, _conv_out(h, kh, 1, ph), _conv_out(w, kw, 1, pw)))
+
+    @staticmethod
+    def pointwise_conv2d(x: Shaped, weight: Shaped, bias: Any = None) -> Shaped:
+        return Shaped((x.shape[0], weight.shape[0], *x.shape[2:]))
+
+    @staticmethod
+    def linear(x: Shaped, weight: Shaped, bias: Any = None) -> Shaped:
+        return Shaped((*x.shape[:-1], weight.shape[0]))
+
+    @staticmethod
+    def oversized_conv(x: Shaped, k_h: Shaped, k_w: Shaped, interpolate: Any = False) -> Shaped:
+        return x  # clause 5.4: the input's size in every mode
+
+    @staticmethod
+    def merged_spatial(params: Any, x: Shaped, **settings: Any) -> Shaped:
+        return x
+
+    @staticmethod
+    def same(x: Shaped, *args: Any, **kwargs: Any) -> Shaped:
+        return x
+
+    layer_norm_general = layer_norm = gelu = channel_scale = input = same
+
+    @staticmethod
+    def mul(a: Shaped, b: Shaped) -> Shaped:
+        return a
+
+    add = mul
+
+    @staticmethod
+    def mean_hw(x: Shaped) -> Shaped:
+        return Shaped((x.shape[0], x.shape[3]))
+
+    @staticmethod
+    def to_nchw(x: Shaped) -> Shaped:
+        n, h, w, c = x.shape
+        return Shaped((n, c, h, w))
+
+    @staticmethod
+    def to_nhwc(x: Shaped) -> Shaped:
+        n, c, h, w = x.shape
+        return Shaped((n, h, w, c))
+
+    @staticmethod
+    def halves(x: Shaped, axis: int) -> tuple[Shaped, Shaped]:
+        shape = list(x.shape)
+        shape[axis] //= 2
+        return Shaped(tuple(shape)), Shaped(tuple(shape))
+
+
+class _Shapes(ShapeArithmetic, Composition):
+    """The official composition on shapes."""
+
+
+# MACs of one module of each counted kind, per image: (local parameter shapes, input shape, output
+# shape, settings) -> multiply-accumulates (clause 10.2).
+_MACS: dict[str, Callable[[dict[str, tuple[int, ...]], tuple[int, ...], tuple[int, ...], Any], int]] = {
+    "conv2d": lambda p, x, y, s: math.prod(y[2:]) * math.prod(p["weight"]),
+    "depthwise_conv2d": lambda p, x, y, s: math.prod(y[2:]) * math.prod(p["weight"]),
+    "pointwise_conv2d": lambda p, x, y, s: math.prod(y[2:]) * math.prod(p["weight"]),
+    "linear": lambda p, x, y, s: math.prod(y[1:-1]) * math.prod(p["weight"]),
+    "oversized_conv": lambda p, x, y, s: (
+        math.prod(y[1:]) * sum(instance_lengths(p["conv_h.weight"][2], p["conv_w.weight"][3], *y[2:], s["interpolate"]))
+    ),
+}
+# Kinds whose parameters are counted although they cost no MACs.
+_PARAMETERS_ONLY = ("layer_norm_general", "layer_norm", "scale")
+
+
+@dataclass(frozen=True)
 class CountRow:
     """One line of the detailed count: a module group (stem, stage, head...) and a component."""
 
@@ -45,75 +158,39 @@ class CountRow:
     macs: int
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
+def _group(name: str) -> tuple[str, str]:
+    """(group, component) of a module name: ``stages.1.2.mlp.fc1`` -> (``stages.1``, ``mlp.fc1``)."""
+    parts = name.split(".")
+    if parts[0] == "downsample_layers":
+        return ".".join(parts[:2]), ".".join(parts[2:])
+    if parts[0] == "stages":
+        return ".".join(parts[:2]), ".".join(parts[3:])
+    return "head", name
 
 
 def breakdown(model: ModelLike, resolution: int | tuple[int, int] = 224) -> list[CountRow]:
-    """Parameters and MACs per module group and component (clause 10), batch 1."""
+    """Parameters and MACs per module group and component (clause 10), batch 1, in the official
+    order; the blocks of a stage are summed per component."""
     config = as_config(model)
     h, w = _resolution(resolution)
     shapes = parameter_shapes(config)
-    const = config.constants
+    kinds = {c.name: c for c in components(config)}
+    rows: dict[tuple[str, str], list[int]] = {}
 
-    def params_under(prefix: str, suffixes: tuple[str, ...] = ("",)) -> int:
-        return sum(
-            math.prod(shape)
-            for name, shape in shapes.items()
-            if name.startswith(prefix) and any(name[len(prefix) :].startswith(s) for s in suffixes)
-        )
+    def count(name: str, inputs: Shaped, output: Shaped) -> Shaped:
+        kind = kinds[name].kind
+        inside_oversized = name.endswith(("dwconv1.conv_h", "dwconv1.conv_w"))  # counted as dwconv1
+        if (kind in _MACS and not inside_oversized) or kind in _PARAMETERS_ONLY:
+            params = subtree(shapes, name)
+            macs = _MACS[kind](params, inputs.shape, output.shape, kinds[name].settings) if kind in _MACS else 0
+            row = rows.setdefault(_group(name), [0, 0])
+            row[0] += sum(math.prod(s) for s in params.values())
+            row[1] += macs
+        return output
 
-    rows: list[CountRow] = []
-    c_in = const["in_chans"]
-    for i, (depth, c, k) in enumerate(zip(config.depths, config.dims, config.global_kernel_sizes)):
-        geo = const["stem"] if i == 0 else const["downsample"]
-        h = _conv_out(h, geo["kernel_size"], geo["stride"], geo["padding"])
-        w = _conv_out(w, geo["kernel_size"], geo["stride"], geo["padding"])
-        down = f"downsample_layers.{i}"
-        rows.append(CountRow(down, "conv", params_under(f"{down}.conv."), h * w * c * c_in * geo["kernel_size"] ** 2))
-        rows.append(CountRow(down, "norm", params_under(down, (".pre_norm.", ".post_norm.")), 0))
-        hw = h * w
-        med = const["expansion_ratio"] * c // 2
-        hidden = const["mlp_ratio"] * c
-        kh_len, kw_len = _instance_lengths(k, h, w, config.interpolate)
-        per_block = {
-            "norm1/norm2": (".norm1.", ".norm2."),
-            "token_mixer.pwconv1": (".token_mixer.pwconv1.",),
-            "token_mixer.dwconv1 (oversized)": (".token_mixer.dwconv1.",),
-            "token_mixer.dwconv2 (7x7)": (".token_mixer.dwconv2.",),
-            "token_mixer.pwconv2": (".token_mixer.pwconv2.",),
-            "mlp.fc1": (".mlp.fc1.",),
-            "mlp.fc2": (".mlp.fc2.",),
-            "res_scale1/res_scale2": (".res_scale1.", ".res_scale2."),
-        }
-        local = const["local_kernel_size"]
-        macs = {
-            "norm1/norm2": 0,
-            "token_mixer.pwconv1": hw * 2 * med * c,
-            "token_mixer.dwconv1 (oversized)": hw * med * (kh_len + kw_len),
-            "token_mixer.dwconv2 (7x7)": hw * med * local * local,
-            "token_mixer.pwconv2": hw * c * med,
-            "mlp.fc1": hw * hidden * c,
-            "mlp.fc2": hw * c * (hidden // 2),
-            "res_scale1/res_scale2": 0,
-        }
-        stage_name = f"stages.{i}"
-        for component, suffixes in per_block.items():
-            p = sum(params_under(f"{stage_name}.{j}", suffixes) for j in range(depth))
-            rows.append(CountRow(stage_name, component, p, macs[component] * depth))
-        c_in = c
-    rows.append(CountRow("head", "norm", params_under("norm."), 0))
-    rows.append(CountRow("head", "head", params_under("head."), c_in * config.num_classes))
-    return rows
-
-
-def _instance_lengths(k: int, h: int, w: int, interpolate: bool | int) -> tuple[int, int]:
-    """Lengths of the vertical and horizontal kernels an h x w map uses (clause 5)."""
-    if interpolate is True:
-        return 2 * h - 1, 2 * w - 1
-    if interpolate is False:
-        return k, k
-    return int(interpolate), int(interpolate)
+    weights = {k: Shaped(v) for k, v in shapes.items()}
+    _Shapes().model(config, weights, Shaped((1, config.constants["in_chans"], h, w)), trace=count)
+    return [CountRow(group, component, p, m) for (group, component), (p, m) in rows.items()]
 
 
 def count_params(variant_or_model: ModelLike) -> int:

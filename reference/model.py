@@ -13,15 +13,9 @@ import numpy as np
 
 from parcnetv2.errors import InputError, WeightsError
 from parcnetv2.reference.architecture import Component, Config, components, parameter_shapes
-from parcnetv2.reference.components import (
-    COMPONENT_FUNCTIONS,
-    downsampling,
-    pooled_norm,
-    stage,
-    subtree,
-)
-from parcnetv2.reference.convolution import linear
+from parcnetv2.reference.components import REFERENCE, Trace, subtree
 from parcnetv2.reference.dtypes import as_input
+from parcnetv2.reference.registry import KINDS
 
 MAX_LISTED_KEYS = 20  # a message stays readable; the count says how many more there are
 
@@ -105,22 +99,29 @@ class Model:
             self._cast_cache[dtype] = {k: v.astype(dtype, copy=False) for k, v in self._weights.items()}
         return self._cast_cache[dtype]
 
-    def forward_features(self, x: Any) -> np.ndarray:
-        """Pooled, normalised features (clause 8.5): (N, 3, H, W) -> (N, C_last)."""
+    def forward(self, x: Any, *, trace: Trace = None) -> np.ndarray:
+        """Logits (N, num_classes) of NCHW images (N, 3, H, W); ``trace`` as in
+        ``parcnetv2.reference.components`` receives every named module's input and output."""
         x = as_input(x)
         check_image_shape(x, self.config)
         params = self.weights_as(x.dtype)
-        for i in range(len(self.config.depths)):
-            down = self._components[f"downsample_layers.{i}"]
-            x = downsampling(subtree(params, down.name), x, **down.settings)
-            st = self._components[f"stages.{i}"]
-            x = stage(subtree(params, st.name), x, reparameterized=self.reparameterized, **st.settings)
-        return pooled_norm(params, x, self.config.eps)
+        return REFERENCE.model(self.config, params, x, reparameterized=self.reparameterized, trace=trace)
+
+    def forward_features(self, x: Any) -> np.ndarray:
+        """Pooled, normalised features (clause 8.5): (N, 3, H, W) -> (N, C_last), the input of ``head``."""
+        features: list[np.ndarray] = []
+
+        def keep_norm(name: str, inputs: Any, output: Any) -> Any:
+            if name == "norm":
+                features.append(output)
+            return output
+
+        self.forward(x, trace=keep_norm)
+        return features[0]
 
     def __call__(self, x: Any) -> np.ndarray:
         """Logits (N, num_classes) of NCHW images (N, 3, H, W)."""
-        params = self.weights_as(as_input(x).dtype)
-        return linear(self.forward_features(x), params["head.weight"], params["head.bias"])
+        return self.forward(x)
 
     def component_names(self) -> list[str]:
         """Names accepted by ``component``, in the official module order."""
@@ -141,17 +142,17 @@ class Model:
             return self
         if info.kind == "container":
             raise InputError(f"{name!r} is a container; name one of its members")
-        function = COMPONENT_FUNCTIONS[info.kind]
+        kind = KINDS[info.kind]
         settings = dict(info.settings)
         if info.kind in ("token_mixer", "block", "stage"):
             settings["reparameterized"] = self.reparameterized
 
         def run(x: np.ndarray) -> np.ndarray:
             params = subtree(self.weights_as(as_input(x).dtype), name)
-            return function(params, x, **settings)
+            return kind.run(REFERENCE, params, x, settings)
 
         run.__name__ = name
-        run.__doc__ = f"{info.kind} {name} ({info.layout} input); see {function.__module__}.{function.__name__}"
+        run.__doc__ = f"{info.kind} {name} ({info.layout} input), clause {kind.clause}"
         return run
 
     def __repr__(self) -> str:

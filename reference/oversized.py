@@ -55,6 +55,16 @@ def toeplitz(kernel: np.ndarray, n_in: int, padding: int) -> np.ndarray:
     return np.where(inside, kernel[:, np.clip(tap, 0, k - 1)], kernel.dtype.type(0))
 
 
+def instance_lengths(k_h: int, k_w: int, height: int, width: int, interpolate: Interpolate) -> tuple[int, int]:
+    """Lengths of the vertical and horizontal kernels an input of height x width uses, given the
+    stored lengths k_h, k_w (clauses 5.1-5.3)."""
+    if interpolate is False or interpolate is None:
+        return k_h, k_w
+    if interpolate is True:
+        return 2 * height - 1, 2 * width - 1
+    return int(interpolate), int(interpolate)
+
+
 def instance_kernels(
     k_h: np.ndarray, k_w: np.ndarray, height: int, width: int, interpolate: Interpolate
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -63,14 +73,14 @@ def instance_kernels(
     k_h: (C, 1, K, 1); k_w: (C, 1, 1, K). Returns (kh (C, Kh), kw (C, Kw), pad_h, pad_w).
     """
     kh, kw = k_h[:, 0, :, 0], k_w[:, 0, 0, :]
-    if interpolate is False or interpolate is None:
-        return kh, kw, kh.shape[-1] // 2, kw.shape[-1] // 2
-    if interpolate is True:
-        return resize_kernel(kh, 2 * height - 1), resize_kernel(kw, 2 * width - 1), height - 1, width - 1
-    size = int(interpolate)
-    if size != interpolate or size < 1 or size % 2 == 0:
-        raise InputError(f"interpolate must be False, True or an odd positive int, got {interpolate!r}")
-    return resize_kernel(kh, size), resize_kernel(kw, size), size // 2, size // 2
+    if not isinstance(interpolate, bool) and interpolate is not None:
+        size = int(interpolate)
+        if size != interpolate or size < 1 or size % 2 == 0:
+            raise InputError(f"interpolate must be False, True or an odd positive int, got {interpolate!r}")
+    len_h, len_w = instance_lengths(kh.shape[-1], kw.shape[-1], height, width, interpolate)
+    if interpolate is not False and interpolate is not None:
+        kh, kw = resize_kernel(kh, len_h), resize_kernel(kw, len_w)
+    return kh, kw, len_h // 2, len_w // 2
 
 
 def oversized_conv(x: np.ndarray, k_h: np.ndarray, k_w: np.ndarray, interpolate: Interpolate = False) -> np.ndarray:
