@@ -24,7 +24,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from parcnetv2.conformance.backend_torch import TorchBackend, module_names
+from parcnetv2.conformance.backend_torch import TorchBackend
+from parcnetv2.conformance.observation import module_names
 from parcnetv2.conformance.onnx_graph import OnnxModel, session
 from parcnetv2.conformance.protocol import Unsupported
 from parcnetv2.reference.architecture import Config
@@ -148,9 +149,9 @@ class _ExportingModel:
         """NCHW images (N, 3, H, W) -> logits (N, classes)."""
         return self._for(x)(x)
 
-    def activations(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Module outputs located through the exporter's scope names (clause 14.7)."""
-        return self._for(x).activations(x)
+    def trace(self, x: np.ndarray) -> list[tuple[str, Any, Any]]:
+        """Module inputs and outputs located through the exporter's scope names (clause 14.7)."""
+        return self._for(x).trace(x)
 
 
 class OnnxFileBackend:

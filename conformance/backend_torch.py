@@ -12,7 +12,8 @@ Shape legend: N, C, H, W, K. Layouts are the official ones (clause 1.2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,18 +21,15 @@ import torch
 from torch import nn
 
 from parcnetv2 import __version__
+from parcnetv2.conformance.observation import module_names
 from parcnetv2.conformance.protocol import BackendUnavailable, Unsupported
+from parcnetv2.conformance.torch_trace import Call, callable_module, trace_module, unwrap
 from parcnetv2.errors import WeightsError
 from parcnetv2.pytorch import model as tm
-from parcnetv2.reference.architecture import Config, components
+from parcnetv2.reference.architecture import Config
 from parcnetv2.spec import architecture_defaults
 
-__all__ = ["TorchBackend", "TorchModel", "TorchModuleBackend", "backend", "cuda_backend", "module_names"]
-
-
-def module_names(config: Config) -> list[str]:
-    """Official names of the modules whose outputs are activations (clause 2.2), forward order."""
-    return [c.name for c in components(config) if c.kind not in ("container", "model")]
+__all__ = ["TorchBackend", "TorchModel", "TorchModuleBackend", "backend", "cuda_backend"]
 
 
 class _Spatial(nn.Module):
@@ -225,7 +223,7 @@ class TorchBackend:
         with torch.device("meta"):
             network = self._network(config)
         network = network.to_empty(device=self.device)
-        return TorchModel(self._load(network, state_dict), module_names(config), self.device)
+        return TorchModel(self._load(network, state_dict), config, self.device)
 
 
 def _named(**arrays: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -233,75 +231,134 @@ def _named(**arrays: np.ndarray | None) -> dict[str, np.ndarray]:
 
 
 class TorchModel:
-    """A loaded ``nn.Module`` with the official names as a model of the protocol (clause 14.2):
-    callable on NCHW images, with ``component(name)`` and ``activations(x)`` (forward hooks)."""
+    """An ``nn.Module`` with the official names as a model of the protocol (clause 14.2): callable on
+    NCHW images, with ``component(name)`` and ``trace(x)`` (``torch_trace``).
 
-    def __init__(self, module: nn.Module, names: Sequence[str], device: torch.device):
+    ``module`` may be wrapped (``torch.compile``): the model is called as given, while its modules
+    are traced and called eagerly through the module it wraps. Several models may share one module
+    (a factory's model with different weights): each loads its own ``weights`` before it runs.
+    """
+
+    def __init__(
+        self, module: nn.Module, config: Config, device: torch.device, weights: Mapping[str, Any] | None = None
+    ):
         self.module = module.eval()
-        self.names = list(names)
+        self.eager = unwrap(module)
+        self.names = module_names(config)
         self.device = device
-        self.dtype = next(module.parameters()).dtype
+        self._weights = None if weights is None else dict(weights)
+        self.dtype = _first_dtype(self.eager) or torch.float32
 
-    def _tensor(self, x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x)).to(device=self.device, dtype=self.dtype)
+    def _activate(self) -> None:
+        """Load this model's weights into the (possibly shared) module unless they are loaded."""
+        if self._weights is not None and getattr(self.eager, "_parcnetv2_loaded", None) is not self:
+            load_into(self.eager, self._weights)
+            self.eager._parcnetv2_loaded = self
+
+    def _tensor(self, x: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).to(device=self.device, dtype=dtype or self.dtype)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """NCHW images (N, 3, H, W) -> logits (N, classes)."""
+        self._activate()
         with torch.no_grad():
-            return self.module(self._tensor(x)).detach().cpu().numpy()
+            return self.module(self._tensor(x, _image_dtype(x))).detach().cpu().numpy()
 
     def component(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
-        """The sub-module ``name`` as a callable on its official input layout; Unsupported when
-        the model has no module of that name."""
+        """The sub-module ``name`` as a callable on its official input layout, in the dtype of its
+        parameters. Unsupported when the model has no such module or it has no forward of its own
+        (a holder of parameters, clause 14.6: checked through its nearest callable ancestor)."""
         try:
-            sub = self.module.get_submodule(name)
+            sub = self.eager.get_submodule(name)
         except AttributeError as exc:
             raise Unsupported(f"the model has no module named {name!r}") from exc
+        if not callable_module(sub):
+            raise Unsupported(f"{name} ({type(sub).__name__}) has no forward of its own")
+        dtype = _first_dtype(sub) or self.dtype
 
         def run(x: np.ndarray) -> np.ndarray:
+            self._activate()
             with torch.no_grad():
-                return sub(self._tensor(x)).detach().cpu().numpy()
+                return _numpy(sub(self._tensor(x, dtype)))
 
         return run
 
-    def activations(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Outputs of the named modules during one forward pass, in forward order."""
-        captured: dict[str, np.ndarray] = {}
-        hooks = []
-        for name in self.names:
-            try:
-                sub = self.module.get_submodule(name)
-            except AttributeError:
-                continue
+    def trace(self, x: np.ndarray) -> list[Call]:
+        """The runs of the official modules during one forward pass (clause 14.6); the model's own
+        entry is left out when the module is wrapped (its eager output is not what it returns)."""
+        self._activate()
+        if isinstance(self.eager, torch.jit.ScriptModule):
+            raise Unsupported("a TorchScript module runs no Python hooks: its modules cannot be traced")
+        tensor = self._tensor(x, _image_dtype(x))
+        with torch.no_grad():
+            calls = trace_module(self.eager, self.names, lambda: self.eager(tensor))
+        if self.eager is not self.module:
+            calls = [c for c in calls if c.name]
+        return calls
 
-            def hook(_module, _inputs, output, name=name):
-                captured[name] = output.detach().cpu().numpy()
 
-            hooks.append(sub.register_forward_hook(hook))
-        try:
-            self(x)
-        finally:
-            for handle in hooks:
-                handle.remove()
-        return {name: captured[name] for name in self.names if name in captured}
+def _image_dtype(x: np.ndarray) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, np.asarray(x).dtype)).dtype
+
+
+def _first_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of the module's first floating parameter or buffer."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if isinstance(value, tuple | list):
+        value = value[0]
+    return value.detach().cpu().numpy()
+
+
+def load_into(module: nn.Module, state_dict: Mapping[str, Any]) -> None:
+    """``state_dict`` loaded strictly, each array cast to its parameter's dtype (WeightsError naming
+    the differences when names or shapes do not match)."""
+    own = module.state_dict()
+    tensors = {
+        k: torch.from_numpy(np.ascontiguousarray(v)).to(own[k].dtype if k in own else torch.float32)
+        for k, v in state_dict.items()
+    }
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"the model does not load the official weights strictly: {' '.join(str(exc).split())}"
+        ) from None
 
 
 class TorchModuleBackend:
     """A user's ``factory(variant) -> nn.Module`` with the official names (clause 14.6).
 
-    Provides ``parameter_shapes`` and ``model`` for the official variants (1000 classes as the
-    factory builds them); weights are loaded with ``load_state_dict(strict=True)``. The factory is
-    called once per variant; ``variant`` is built at once to learn the model's dtype.
+    Provides ``parameter_shapes`` and ``model`` for the official variants (1000 classes unless the
+    factory takes ``num_classes``); weights are loaded with ``load_state_dict(strict=True)`` into
+    the module the factory returned, unwrapped from ``torch.compile`` when it is wrapped. When the
+    factory takes ``interpolate``, the kernel modes of clause 5 are checked too
+    (``interpolate_modes``); ``own_state_dict`` gives the weights the factory's model came with.
+    The compute dtype is the dtype of the logits (a port computing in float64 inside and returning
+    float32 logits is a float32 backend).
     """
 
-    def __init__(self, factory: Callable[[str], nn.Module], label: str, variant: str, device: str = "cpu"):
+    def __init__(self, factory: Callable[..., nn.Module], label: str, variant: str, device: str = "cpu"):
         self.name = f"torch --model {label}"
         self.label = label
         self.device = torch.device(device)
         self._factory = factory
-        self._built: dict[str, nn.Module] = {}
-        first = self._build(Config.from_variant(variant))
-        self.dtype = np.dtype(str(next(first.parameters()).dtype).removeprefix("torch."))
+        self._accepts = _keywords(factory)
+        self.interpolate_modes = (True, 13) if "interpolate" in self._accepts else ()
+        self._built: dict[tuple[str, Any, int], nn.Module] = {}
+        self._own: dict[str, dict[str, np.ndarray]] = {}
+        config = Config.from_variant(variant)
+        module = self._build(config)
+        probe = np.zeros((1, config.constants["in_chans"], 32, 32), np.float32)
+        try:  # the dtype of its logits (a model that cannot run yet is reported by the model tests)
+            self.dtype = TorchModel(module, config, self.device)(probe).dtype
+        except Exception:  # noqa: BLE001 - any failure of the user's forward
+            self.dtype = np.dtype(str(_first_dtype(unwrap(module)) or torch.float32).removeprefix("torch."))
 
     def info(self) -> dict[str, Any]:
         return {"implementation": f"user model {self.label}", "torch": torch.__version__, "device": str(self.device)}
@@ -309,30 +366,57 @@ class TorchModuleBackend:
     def _build(self, config: Config) -> nn.Module:
         if config.variant is None:
             raise Unsupported(f"{self.label} builds the official variants only")
-        if config.variant not in self._built:
-            module = self._factory(config.variant)
+        key = (config.variant, config.interpolate, config.num_classes)
+        if key not in self._built:
+            kwargs: dict[str, Any] = {}
+            if config.interpolate is not False:
+                if "interpolate" not in self._accepts:
+                    raise Unsupported(f"{self.label} takes no interpolate argument")
+                kwargs["interpolate"] = config.interpolate
+            if config.num_classes != 1000:
+                if "num_classes" not in self._accepts:
+                    raise Unsupported(f"{self.label} takes no num_classes argument")
+                kwargs["num_classes"] = config.num_classes
+            module = self._factory(config.variant, **kwargs)
             if not isinstance(module, nn.Module):
                 raise WeightsError(
                     f"{self.label}({config.variant!r}) returned {type(module).__name__}, not an nn.Module"
                 )
-            self._built[config.variant] = module.to(self.device).eval()
-        return self._built[config.variant]
+            module = module.to(self.device).eval()
+            self._own.setdefault(
+                config.variant, {k: v.detach().cpu().numpy().copy() for k, v in unwrap(module).state_dict().items()}
+            )
+            self._built[key] = module
+        return self._built[key]
+
+    def own_state_dict(self, config: Config) -> dict[str, np.ndarray]:
+        """The weights the factory's model of ``config.variant`` came with (its initialisation or
+        the trained weights it loaded)."""
+        self._build(config)
+        return self._own[config.variant]
 
     def parameter_shapes(self, config: Config) -> dict[str, tuple[int, ...]]:
-        return {name: tuple(t.shape) for name, t in self._build(config).state_dict().items()}
+        return {name: tuple(t.shape) for name, t in unwrap(self._build(config)).state_dict().items()}
 
     def model(self, config: Config, state_dict: Mapping[str, np.ndarray]) -> TorchModel:
         module = self._build(config)
-        dtype = next(module.parameters()).dtype
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype) for k, v in state_dict.items()}
-        try:
-            module.load_state_dict(tensors, strict=True)
-        except RuntimeError as exc:
-            detail = " ".join(str(exc).split())
-            raise WeightsError(
-                f"{self.label}({config.variant!r}) does not load the official weights strictly: {detail}"
-            ) from None
-        return TorchModel(module, module_names(config), self.device)
+        load_into(unwrap(module), state_dict)  # fails here, with the differences, when names do not fit
+        return TorchModel(module, config, self.device, state_dict)
+
+
+def _keywords(factory: Callable[..., Any]) -> set[str]:
+    """The keyword arguments ``factory`` accepts (every name when it takes ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return {"interpolate", "num_classes"}
+    return {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
 
 
 def backend() -> TorchBackend:

@@ -592,3 +592,62 @@ def model_cases(draw, max_image: int = 64) -> ModelCase:
         height=height,
         width=width,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeCase(Case):
+    """An input for one named module of a model (clause 14.6), in the layout it receives: the
+    module's channel count, a drawn batch and map size (or the fixed shape an exported module
+    takes), values ``scale * (offset + spread * z)`` with z standard normal. Scales 1e-6 to 1e4
+    reach the inputs where float16 underflows or overflows and GELU saturates; a common offset with
+    a small spread gives the nearly constant vectors where a norm's eps decides."""
+
+    batch: int
+    height: int
+    width: int
+    offset: float
+    spread: float
+
+    def array(self, template: tuple[int, ...], layout: str, fixed: bool, dtype: Any) -> np.ndarray:
+        """The input, shaped like ``template`` (the module's input in the model) with its batch and
+        map size replaced unless ``fixed``; ``layout`` "NCHW", "NHWC" or "NC"."""
+        shape = list(template)
+        if not fixed:
+            shape[0] = self.batch
+            if layout in ("NCHW", "NHWC"):
+                h_axis = 2 if layout == "NCHW" else 1
+                shape[h_axis], shape[h_axis + 1] = self.height, self.width
+        z = self.rng().standard_normal(shape)
+        return (self.scale * (self.offset + self.spread * z)).astype(dtype)
+
+
+def critical_probes(kind: str, min_size: int = 1) -> list[ProbeCase]:
+    """The probes every profile runs for a module of ``kind``, where the common mistakes show: for
+    the norms, centred norms near sqrt(eps) (eps inside a square root), near eps (eps added or
+    misplaced) and exactly zero (a constant vector); for GELU, its tails; for every module, tiny
+    and large scales (float16 underflows below 6e-5 and overflows above 65504)."""
+    size = min_size + 3
+
+    def probe(seed: int, scale: float, offset: float = 0.0, spread: float = 1.0, batch: int = 2) -> ProbeCase:
+        return ProbeCase(seed, scale, batch, size, size + 2, offset, spread)
+
+    common = [probe(1, 1.0), probe(2, 1e-6), probe(3, 1e3, batch=1)]
+    if kind in ("layer_norm_general", "layer_norm", "downsampling", "block"):
+        common += [probe(4, 1e-3), probe(5, 1.0, 1.0, 1e-6), probe(6, 1.0, 1.0, 0.0), probe(7, 1e-7)]
+    if kind in ("gelu", "token_mixer", "bgu"):
+        common += [probe(8, 10.0), probe(9, 1e4, batch=1)]
+    return common
+
+
+@st.composite
+def probe_cases(draw, min_size: int = 1) -> ProbeCase:
+    """Probe inputs (see ``ProbeCase``); ``min_size`` is the smallest map the module accepts."""
+    return ProbeCase(
+        seed=draw(_SEEDS),
+        scale=draw(_scale(-6, 4)),
+        batch=draw(_BATCH),
+        height=draw(st.integers(min_size, min_size + 7)),
+        width=draw(st.integers(min_size, min_size + 7)),
+        offset=draw(st.sampled_from([0.0, 0.0, 1.0, -3.0])),
+        spread=draw(st.sampled_from([1.0, 1.0, 1e-3, 1e-6, 0.0])),
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import hypothesis
@@ -114,9 +114,10 @@ class Checker:
 
     # ---- properties --------------------------------------------------------------------------
 
-    def run(self, strategy: Any, check: Callable[[Any], None], *, kind: str) -> None:
+    def run(self, strategy: Any, check: Callable[[Any], None], *, kind: str, explicit: Sequence[Any] = ()) -> None:
         """Run ``check`` on cases drawn from ``strategy`` with the profile's number of examples
-        for ``kind`` ("operations", "components" or "model") and the session's seed."""
+        for ``kind`` ("operations", "components", "model" or "probes") and the session's seed,
+        after the ``explicit`` cases (run in every profile)."""
         profile = self.harness.profile
         phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if profile.shrink else [])
 
@@ -137,7 +138,10 @@ class Checker:
             report_multiple_bugs=False,
             suppress_health_check=list(HealthCheck),
         )
-        prop = hypothesis.seed(self.harness.seed)(settings(hypothesis.given(case=strategy)(body)))
+        prop = hypothesis.given(case=strategy)(body)
+        for case in reversed(explicit):
+            prop = hypothesis.example(case=case)(prop)
+        prop = hypothesis.seed(self.harness.seed)(settings(prop))
         if self.harness.reproduce_blob:
             prop = hypothesis.reproduce_failure(hypothesis.__version__, self.harness.reproduce_blob.encode())(prop)
         try:

@@ -1,6 +1,13 @@
 """The state of one conformance session (spec clause 14): the backend under test, the profile and
-seed, the variants, and the reference runs of whole models, cached per process (so per
+seed, the whole-model targets, and the reference runs of those targets, cached per process (so per
 pytest-xdist worker).
+
+A *target* is one whole model the numerics checks run: an official variant at an input size with
+weights from the harness's generator, from the user's ``--weights`` file, from the model itself
+(a factory's own weights) or fixed by the backend (an exported file). For ``--model`` factories the
+harness plans several (clause 14.6): the variant at 224 x 224 and at a small odd non-square size
+with batch 2, with the kernel modes of clause 5 where the factory accepts ``interpolate``, with the
+model's own weights, and with ``--weights``.
 
 Shape legend: N, C, H, W, K.
 """
@@ -25,11 +32,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["IMAGE_SIZE", "Harness", "ModelRun", "Profile", "Target", "load_profile", "profile_names"]
+__all__ = ["IMAGE_SIZE", "Harness", "ModelRun", "Profile", "Target", "load_profile", "plan_targets", "profile_names"]
 
 IMAGE_SIZE = 224  # the resolution whose feature maps the official kernels fit, K = 2H - 1 (clause 5.1)
+SMALL_IMAGE = (2, 97, 131)  # batch, H, W: odd, non-square, every stage map odd or non-square (clause 14.6)
 _PROFILES = "profiles.toml"
 _CACHED_RUNS = 2
+# Kinds of named modules the probes of clause 14.6 run on drawn inputs (containers are not probed).
+_PROBED_KINDS = {
+    "downsampling", "conv2d", "layer_norm_general", "layer_norm", "oversized_conv", "depthwise_conv2d",
+    "pointwise_conv2d", "gelu", "token_mixer", "bgu", "linear", "scale", "block",
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +56,7 @@ class Profile:
     override: int | None = None
 
     def examples(self, kind: str) -> int:
-        """Hypothesis examples per test of ``kind``: operations, components or model."""
+        """Hypothesis examples per test of ``kind``: operations, components, model or probes."""
         return self.override if self.override is not None else int(self.counts[kind])
 
 
@@ -66,13 +79,15 @@ def load_profile(name: str, max_examples: int | None = None) -> Profile:
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A whole model the numerics checks run: an official variant with generated weights, or the
-    fixed model of a backend (an exported file) with its own weights."""
+    """A whole model the numerics checks run (see the module docstring). ``weights`` says where its
+    weights come from: "harness" (generated from the session's seed), "file" (``fixed_weights``:
+    an exported file's or ``--weights``), or "own" (the backend's model as it was built)."""
 
     label: str
     config: Config
     image: tuple[int, ...]  # (N, 3, H, W)
     fixed_weights: Mapping[str, np.ndarray] | None = None
+    weights: str = "harness"
 
 
 @dataclasses.dataclass
@@ -94,6 +109,37 @@ class ModelRun:
             if entry_name == name:
                 return inputs, output
         raise KeyError(name)
+
+
+def _image(config: Config, size: tuple[int, int, int]) -> tuple[int, ...]:
+    batch, height, width = size
+    return (batch, config.constants["in_chans"], height, width)
+
+
+def plan_targets(
+    backend: Any, variants: Sequence[str], *, factory: bool, weights: Mapping[str, np.ndarray] | None = None
+) -> list[Target]:
+    """The whole-model targets of the numerics checks (see the module docstring)."""
+    small = SMALL_IMAGE
+    targets = []
+    for variant in variants:
+        config = Config.from_variant(variant)
+        targets.append(Target(variant, config, _image(config, (1, IMAGE_SIZE, IMAGE_SIZE))))
+        if not factory:
+            continue
+        targets.append(Target(f"{variant}@{small[1]}x{small[2]}", config, _image(config, small)))
+        for mode in getattr(backend, "interpolate_modes", ()):
+            moded = Config.from_variant(variant, interpolate=mode)
+            targets.append(Target(f"{variant}@{small[1]}x{small[2]},interpolate={mode}", moded, _image(moded, small)))
+        own = getattr(backend, "own_state_dict", None)
+        if callable(own):
+            targets.append(Target(f"{variant},own-weights", config, _image(config, small), own(config), "own"))
+        if weights is not None:
+            fixed = Config.from_variant(variant, num_classes=int(np.shape(weights["head.weight"])[0]))
+            targets.append(
+                Target(f"{variant},--weights", fixed, _image(fixed, (1, IMAGE_SIZE, IMAGE_SIZE)), weights, "file")
+            )
+    return targets
 
 
 class Harness:
@@ -131,6 +177,31 @@ class Harness:
         """The numerics or parameter target called ``label``."""
         return next(t for t in self.targets + self.param_targets if t.label == label)
 
+    def probe_targets(self) -> list[Target]:
+        """The targets whose named modules are probed on drawn inputs (clause 14.6): the first target
+        of each variant (its modules are the same code at every input size)."""
+        seen: dict[str, Target] = {}
+        for target in self.targets:
+            seen.setdefault(target.config.name, target)
+        return list(seen.values())
+
+    def probed_modules(self, target: Target) -> list[str]:
+        """The named modules probed in ``target``: every module of the first block of each stage and
+        of the last block of the model, the downsampling layers and the head."""
+        config = target.config
+        blocks = {f"stages.{i}.0" for i, d in enumerate(config.depths) if d}
+        last = max((i for i, d in enumerate(config.depths) if d), default=None)
+        if last is not None:
+            blocks.add(f"stages.{last}.{config.depths[last] - 1}")
+        chosen = []
+        for part in components(config):
+            if part.kind not in _PROBED_KINDS:
+                continue
+            block = ".".join(part.name.split(".")[:3])
+            if not part.name.startswith("stages.") or block in blocks:
+                chosen.append(part.name)
+        return chosen
+
     def run_for(self, target: Target) -> ModelRun:
         """The reference run of ``target`` with weights and image generated from the session's
         seed (or the target's fixed weights), computed once per process."""
@@ -158,10 +229,13 @@ class Harness:
             run.model_error = exc
             if isinstance(exc, Unsupported):
                 return run
+
+        def record(name: str, inputs: Bounded, output: Bounded) -> Bounded:
+            run.trace.append((name, inputs, output))
+            return output
+
         params = {k: v.astype(np.float64) for k, v in weights.items()}
-        run.logits = self.bounded.model(
-            target.config, params, exact(image), trace=lambda *entry: run.trace.append(entry) or entry[2]
-        )
+        run.logits = self.bounded.model(target.config, params, exact(image), trace=record)
         return run
 
 

@@ -1,191 +1,192 @@
-"""Whole-model checks: final output, intermediate activations, named components and the first
-divergence (spec clauses 14.6-14.7).
+"""Whole-model checks: coverage and order, every module on its own input, the wiring between modules,
+the error's growth and the logits (spec clauses 2, 14.6, 14.7).
 
-A model is checked against a ``ModelRun``: the reference's bounded trace of every named module
-(its input and output in the official layouts). Activations a backend exposes are compared in
-forward order against the accumulated bounds; a failing model is then explained by running
-every named module the backend can run on its own, in forward order (children before their
-parents), on the reference's input to that module, and naming the first whose output leaves its
-own bound: the first divergence.
+A backend's model is run once on the target's image (``observation.observe``). Then:
+
+1. *Coverage* (``coverage``): every downsampling layer, block, ``norm`` and ``head`` runs once, in
+   the official order.
+2. *Modules on their own input, and the wiring* (``locate``): the reference's composition runs
+   again with every observed module output substituted for its own, so each module is compared
+   on exactly what it was given. A leaf module (a convolution, norm, GELU, Linear) is computed by
+   the bounded reference on its observed input; a composite module (block, token mixer, BGU,
+   downsampling layer) on its children's observed outputs, which checks the arithmetic between
+   them (residuals, gates, splits); the observed input of each module is compared with what the
+   official wiring makes of the outputs before it, which locates a bug outside every module (the
+   pooling, an output transform) between the two modules around it. The first finding in
+   execution order is the *first divergence*.
+3. *Growth*: every observed stage output against the bound accumulated from the image, and
+4. *the logits* against their accumulated bound (the verdict any user cares about).
 
 Shape legend: N, C, H, W, K.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
 from typing import Any
 
 import numpy as np
 
-from parcnetv2.conformance.checking import Checker, as_float64
-from parcnetv2.conformance.error_bounds import exact
+from parcnetv2.conformance.checking import Checker
+from parcnetv2.conformance.coverage import coverage
+from parcnetv2.conformance.error_bounds import Bounded, exact
 from parcnetv2.conformance.harness import ModelRun
+from parcnetv2.conformance.observation import Observation, map_layout, observe
 from parcnetv2.conformance.protocol import Unsupported
-from parcnetv2.reference.architecture import Component
 from parcnetv2.reference.components import subtree
+from parcnetv2.reference.registry import KINDS
+from parcnetv2.spec.tolerance import compare, propagated_bound
 
-__all__ = ["CLAUSES", "check_component", "check_model", "component_runner", "first_divergence", "map_layout"]
+__all__ = ["Finding", "check_model", "locate"]
 
-# The spec clause of each component kind (for messages and the report).
-CLAUSES = {
-    "model": "2.1",
-    "downsampling": "3",
-    "conv2d": "3",
-    "layer_norm_general": "4.1",
-    "layer_norm": "4.2",
-    "oversized_conv": "5",
-    "depthwise_conv2d": "6",
-    "token_mixer": "8.1",
-    "pointwise_conv2d": "8.1",
-    "gelu": "8.1",
-    "bgu": "8.2",
-    "linear": "8.2",
-    "scale": "8.3",
-    "block": "8.4",
-    "stage": "8.4",
-}
+# Kinds computed by the bounded reference from the module's own input (no named children).
+_LEAVES = {"conv2d", "layer_norm_general", "layer_norm", "oversized_conv", "depthwise_conv2d",
+           "pointwise_conv2d", "gelu", "linear", "scale"}  # fmt: skip
 
 
-def map_layout(array: Any, shape: tuple[int, ...]) -> np.ndarray | None:
-    """``array`` in the reference's layout of ``shape``: as is, or transposed between NHWC and NCHW
-    when only that matches (exported graphs may keep either); None when neither does."""
-    array = np.asarray(array)
-    if array.shape == tuple(shape):
-        return array
-    if array.ndim == 4:
-        for axes in ((0, 3, 1, 2), (0, 2, 3, 1)):
-            if tuple(array.shape[a] for a in axes) == tuple(shape):
-                return array.transpose(axes)
-    return None
+@dataclasses.dataclass
+class Finding:
+    """A module whose output (``where`` "inside") or input (``where`` "before") is not what the
+    official model computes from what the backend gave it."""
+
+    name: str
+    where: str
+    message: str
+    after: str = ""  # the module that ran before (for "before")
+
+    def headline(self) -> str:
+        label = self.name or "the model's output"
+        if self.where == "before":
+            before = f"after {self.after or 'the input'}, before {label}"
+            return f"first divergence: {before} (the computation between these modules is not the official wiring)"
+        if not self.name:
+            return "first divergence: after the last module (head): the logits are not the head's output"
+        return f"first divergence: {label}"
 
 
-def _mapped(array: Any, shape: tuple[int, ...]) -> Any:
-    mapped = map_layout(array, shape)
-    return array if mapped is None else mapped
+def _check(check: Checker, actual: Any, expected: Bounded, what: str, clause: str) -> tuple[bool, str, float]:
+    bound = propagated_bound(expected.error, check.dtype)
+    result = compare(actual, expected.value, bound, op=f"{what} (clause {clause})")
+    return result.ok, result.message, result.worst_ratio
 
 
-def _op_runner(backend: Any, part: Component, params: Mapping[str, np.ndarray]) -> Callable[[np.ndarray], Any] | None:
-    """The backend operation computing a named module of kind ``part.kind`` (clause 14.2)."""
-    kind, s = part.kind, part.settings
-    calls: dict[str, Callable[[Callable[..., Any]], Callable[[np.ndarray], Any]]] = {
-        "downsampling": lambda op: lambda x: op(params, x, **s),
-        "token_mixer": lambda op: lambda x: op(params, x, **s),
-        "bgu": lambda op: lambda x: op(params, x),
-        "block": lambda op: lambda x: op(params, x, **s),
-        "conv2d": lambda op: lambda x: op(x, params["weight"], params["bias"], s["stride"], s["padding"]),
-        "layer_norm_general": lambda op: lambda x: op(x, params["weight"], s["eps"]),
-        "layer_norm": lambda op: lambda x: op(x, params["weight"], params["bias"], s["eps"]),
-        "pointwise_conv2d": lambda op: lambda x: op(x, params["weight"], params.get("bias")),
-        "depthwise_conv2d": lambda op: lambda x: op(x, params["weight"], params.get("bias"), s["padding"]),
-        "oversized_conv": lambda op: (
-            lambda x: op(x, params["conv_h.weight"], params["conv_w.weight"], s["interpolate"])
-        ),
-        "linear": lambda op: lambda x: op(x, params["weight"], params.get("bias")),
-        "gelu": lambda op: lambda x: op(x),
-    }
-    op = getattr(backend, kind, None)
-    return calls[kind](op) if kind in calls and callable(op) else None
+def locate(check: Checker, run: ModelRun, observation: Observation) -> tuple[list[Finding], dict[str, Any]]:
+    """Findings of step 2 (module docstring), in execution order, and what was checked how."""
+    parts, weights = run.parts, run.weights
+    observed = {r.name: r for r in observation.runs if r.output is not None}
+    via_parameters = {r.name for r in observation.runs if r.via == "parameters"}
+    findings: list[Finding] = []
+    checked: list[str] = []
+    previous = [""]
+
+    def substitute(name: str, inputs: Bounded, output: Bounded) -> Bounded:
+        seen = observed.get(name)
+        if seen is None:
+            return output
+        part = parts[name]
+        clause = KINDS[part.kind].clause
+        label = f"{name or 'model'} ({part.kind})"
+        own_input = None
+        if seen.input is not None and name:
+            own_input = map_layout(seen.input, inputs.shape)
+            if own_input is None:
+                findings.append(Finding(name, "before", f"{label}: input shape {np.shape(seen.input)}, official "
+                                        f"{inputs.shape}", previous[0]))  # fmt: skip
+            else:
+                ok, message, _ = _check(check, own_input, inputs, f"input of {label}", clause)
+                if not ok:
+                    findings.append(Finding(name, "before", message, previous[0]))
+        got = map_layout(seen.output, output.shape)
+        if got is None:
+            findings.append(Finding(name, "inside", f"{label}: output shape {np.shape(seen.output)}, official "
+                                    f"{output.shape}"))  # fmt: skip
+            return output
+        if part.kind in _LEAVES and own_input is not None:  # the module on exactly its own input
+            output = check.bounded.component(part.kind, subtree(weights, name), exact(own_input), part.settings)
+        ok, message, _ = _check(check, got, output, f"{label} of {run.target.label}", clause)
+        if not ok:
+            findings.append(Finding(name, "inside", message))
+        checked.append(name)
+        if part.kind not in ("stage",):
+            previous[0] = name
+        return exact(got)
+
+    params = {k: v.astype(np.float64) for k, v in weights.items()}
+    check.bounded.model(run.target.config, params, exact(run.image), trace=substitute)
+    ancestors = {}
+    for name in sorted(via_parameters):
+        parent = name
+        while parent and parent not in observed:
+            parent = parent.rpartition(".")[0]
+        ancestors[name] = parent or "the model"
+    return findings, {"modules_checked": len(checked), "checked_through_ancestor": ancestors}
 
 
-def component_runner(check: Checker, run: ModelRun, name: str) -> Callable[[np.ndarray], Any] | None:
-    """How the backend runs the named module on its own: the model's ``component(name)`` when the
-    model offers it, else the backend's operation of that kind with the module's weights."""
-    component = getattr(run.model, "component", None)
-    if callable(component):
-        try:
-            return component(name)
-        except Unsupported:
-            return None
-    return _op_runner(check.harness.backend, run.parts[name], subtree(run.weights, name))
-
-
-def check_component(
-    check: Checker, run: ModelRun, name: str, runner: Callable[[np.ndarray], Any], case: Any = None
-) -> float:
-    """The module ``name`` on the reference's input to it (rounded to the backend's dtype) against
-    its own bound (clause 14.6). Raises AssertionError naming the module."""
-    part = run.parts[name]
-    inputs, _ = run.entry(name)
-    x = inputs.value.astype(check.dtype)
-    params = as_float64(subtree(run.weights, name))
-    expected = check.bounded.component(part.kind, params, exact(x), part.settings)
-    actual = check.call(runner, x)
-    if getattr(run.model, "maps_layouts", False):
-        actual = _mapped(actual, expected.shape)
-    return check.compare(
-        actual, expected, what=f"{name} ({part.kind}) of {run.target.label}", clause=CLAUSES[part.kind], case=case
-    )
-
-
-def first_divergence(check: Checker, run: ModelRun, case: Any = None) -> tuple[str | None, str]:
-    """The first named module, in forward order and finest first, whose output leaves its own
-    bound when run on its own, with the message; or None and why none could be named."""
-    runnable = 0
-    for name, _, _ in run.trace:
-        if not name:
+def _growth(run: ModelRun, observation: Observation) -> list[dict[str, Any]]:
+    """Per stage output: error, bound and values, relative to the values' RMS (clause 14.8)."""
+    rows = []
+    for name, _, expected in run.trace:
+        if not (name.startswith(("downsample_layers.", "stages."))) or name.count(".") != 1:
             continue
-        runner = component_runner(check, run, name)
-        if runner is None:
-            continue
-        runnable += 1
-        try:
-            check_component(check, run, name, runner, case)
-        except AssertionError as exc:
-            return name, f"first divergence: {name}\n    " + str(exc).replace("\n", "\n    ")
-        except Exception:
-            continue
-    if not runnable:
-        return None, "first divergence: the backend runs no named module on its own"
-    return (
-        None,
-        f"first divergence: none of the {runnable} named modules leaves its own bound on its own; the error "
-        "accumulates",
-    )
+        seen = observation.last(name)
+        got = None if seen is None else map_layout(seen.output, expected.shape)
+        rms = float(np.sqrt(np.mean(expected.value**2))) or 1.0
+        row = {"module": name, "bound/rms": float(np.max(expected.error)) / rms}
+        if got is not None:
+            error = np.abs(got.astype(np.float64) - expected.value)
+            row["error/rms"] = float(np.max(error)) / rms
+            row["error/bound"] = float(np.max(error / propagated_bound(expected.error, np.float32)))
+        rows.append(row)
+    return rows
 
 
-def check_model(check: Checker, run: ModelRun, *, case: Any = None, modules: bool = False) -> None:
-    """The model of ``run`` (clauses 2, 14.6, 14.7): every activation the backend exposes, in
-    forward order, then the final output; with ``modules``, also every named module the model
-    runs on its own (``component``). A failure names the first divergence."""
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = ["    growth of the error (max over the tensor, relative to its RMS):"]
+    for r in rows:
+        err = f"error {r['error/rms']:.2e}, {r['error/bound']:.3g}x bound" if "error/rms" in r else "not observed"
+        lines.append(f"      {r['module']:<22} bound {r['bound/rms']:.2e}  {err}")
+    return "\n".join(lines)
+
+
+def check_model(check: Checker, run: ModelRun, *, case: Any = None) -> None:
+    """All checks of the module docstring on the model of ``run``; AssertionError naming the first
+    divergence, the coverage problems and the error's growth. Report notes go to ``check.notes``."""
     if run.model_error is not None:
         if isinstance(run.model_error, Unsupported):
             check.not_provided[str(run.model_error)] += 1
             return
-        raise AssertionError(
-            check.describe(f"backend model for {run.target.label} failed to build: {run.model_error}", case)
-        )
-    model, label = run.model, run.target.label
+        raise AssertionError(check.describe(f"backend model for {run.target.label} failed: {run.model_error}", case))
+    observation = check.call(observe, run.model, run.image)
+    label = run.target.label
     problems: list[str] = []
-    activations = getattr(model, "activations", None)
-    if callable(activations):
-        got = check.call(activations, run.image)
-        compared, unmapped = 0, []
-        for name, _, expected in run.trace:
-            if not name or name not in got:
-                continue
-            mapped = map_layout(got[name], expected.shape)
-            if mapped is None:
-                unmapped.append(f"{name} {np.shape(got[name])} vs {expected.shape}")
-                continue
-            compared += 1
-            kind = run.parts[name].kind
-            try:
-                check.compare(mapped, expected, what=f"activation {name} of {label}", clause=CLAUSES[kind], case=case)
-            except AssertionError as exc:
-                problems.append(f"first activation out of bound: {name}\n    " + str(exc).replace("\n", "\n    "))
-                break
-        check.notes["activations_compared"] = compared
-        if unmapped:
-            check.notes["activations_unmapped"] = unmapped
+    if observation.traced:
+        covered = coverage(run.target.config, observation)
+        check.notes["coverage"] = {"problems": covered.problems, "units_observed": len(covered.observed)}
+        if covered.problems:
+            problems.append(f"call coverage of {label} (clause 2.1): {covered.describe()}")
+    else:
+        check.notes["coverage"] = f"not observable: {observation.untraced}"
+    findings, how = locate(check, run, observation) if observation.traced else ([], {})
+    check.notes.update(how)
+    growth = _growth(run, observation)
+    check.notes["growth"] = growth
+    output_problem = ""
     try:
-        output = check.call(model, run.image)
-        check.compare(output, run.logits, what=f"output of {label}", clause="2.1", case=case)
+        check.compare(observation.logits, run.logits, what=f"output of {label}", clause="2.1", case=case)
     except AssertionError as exc:
-        problems.insert(0, str(exc))
-    if problems or (modules and callable(getattr(model, "component", None))):
-        name, divergence = first_divergence(check, run, case)
-        if name is not None:
-            check.notes["first_divergence"] = name
-        if problems or name is not None:
-            raise AssertionError("\n".join(problems + [divergence]))
+        output_problem = str(exc)
+    check.notes["power"] = float(np.max(run.logits.error) / (np.sqrt(np.mean(run.logits.value**2)) or 1.0))
+    if findings:
+        first = findings[0]
+        check.notes["first_divergence"] = first.name or "after the last module"
+        check.notes["first_divergence_at"] = first.where
+        problems.insert(0, f"{first.headline()}\n    {first.message}")
+        if len(findings) > 1:
+            problems.append(f"{len(findings) - 1} later findings, e.g. " + "; ".join(f.name for f in findings[1:4]))
+    if output_problem:
+        problems.append(output_problem)
+    if problems:
+        if not findings and observation.traced:
+            problems.append("every observed module agrees on its own input: the error accumulates")
+        problems.append(_table(growth))
+        raise AssertionError(check.describe("\n".join(problems), case))

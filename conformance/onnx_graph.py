@@ -7,7 +7,7 @@ the dynamo exporter in the node's metadata ``pkg.torch.onnx.name_scopes``
 the output of the last node inside its scope (graphs are stored in execution order); its input
 is the one activation its nodes read from outside the scope.
 
-``OnnxModel`` adds the module outputs as extra graph outputs (``activations``) and cuts each
+``OnnxModel`` adds the module inputs and outputs as extra graph outputs (``trace``) and cuts each
 module out of the graph as a model of its own (``component``, with ``onnx.utils.Extractor``), so
 every module can be checked on its own. The layout of a tensor is whatever the exporter
 produced; the harness maps it to the reference's layout by shape (clause 14.7).
@@ -153,15 +153,15 @@ def _to_layout(x: np.ndarray, dims: tuple[int | None, ...]) -> np.ndarray:
 
 class OnnxModel:
     """An ONNX model of the whole network as a model of the protocol (clause 14.2): callable on
-    NCHW images, with ``activations(x)`` and ``component(name)`` for the official module
-    ``names`` it can locate. Its tensors may be in another layout than the official one
-    (``maps_layouts``): the harness maps them by shape."""
+    NCHW images, with ``trace(x)`` and ``component(name)`` for the official module ``names`` it can
+    locate. Its tensors may be in another layout than the official one: the harness maps them by
+    shape (clause 14.7). Its modules take the shapes the graph was exported with (``fixed_shapes``)."""
 
-    maps_layouts = True
+    fixed_shapes = True
 
     def __init__(self, model: onnx.ModelProto, names: Sequence[str]):
         self.proto = model
-        self.names = list(names)
+        self.names = [n for n in names if n]
         self.input = _image_input(model)
         self.outputs = locate_outputs(model, self.names)
         self._plain: ort.InferenceSession | None = None
@@ -185,14 +185,28 @@ class OnnxModel:
             self._plain = session(self.proto)
         return self._plain.run(None, {self.input.name: np.ascontiguousarray(x)})[0]
 
-    def activations(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """The located module outputs of one forward pass, by official name, forward order."""
-        tensors = list(dict.fromkeys(self.outputs[n] for n in self.names if n in self.outputs))
+    def trace(self, x: np.ndarray) -> list[tuple[str, Any, Any]]:
+        """(name, input, output) of every located module of one forward pass, in the graph's order of
+        their outputs (children before parents), then the whole model as ``""`` (clause 14.7). The
+        input is None where the module reads more than one activation from outside its scope."""
+        if self._constants is None:
+            self._constants = _constants(self.proto)
+        located = [n for n in self.names if n in self.outputs]
+        reads = {n: module_inputs(self.proto, n, self._constants) for n in located}
+        inputs = {n: r[0] for n, r in reads.items() if len(r) == 1 and r[0] != self.input.name}
+        tensors = list(dict.fromkeys([self.outputs[n] for n in located] + list(inputs.values())))
         if self._extended is None:
             self._extended = session(with_outputs(self.proto, tensors))
-        fetched = self._extended.run(tensors, {self.input.name: np.ascontiguousarray(x)})
-        by_tensor: dict[str, Any] = dict(zip(tensors, fetched))
-        return {n: by_tensor[self.outputs[n]] for n in self.names if n in self.outputs}
+        feed = np.ascontiguousarray(x)
+        fetched = self._extended.run([self.proto.graph.output[0].name, *tensors], {self.input.name: feed})
+        logits, by_tensor = fetched[0], dict(zip(tensors, fetched[1:]))
+        by_tensor[self.input.name] = feed
+        position = {t: i for i, node in enumerate(self.proto.graph.node) for t in node.output}
+        located.sort(key=lambda n: position.get(self.outputs[n], -1))
+        runs: list[tuple[str, Any, Any]] = [
+            (n, by_tensor.get(inputs.get(n, "")) if n in inputs else None, by_tensor[self.outputs[n]]) for n in located
+        ]
+        return [*runs, ("", feed, logits)]
 
     def component(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
         """Module ``name`` cut out of the graph (its one input to its output), as a callable on

@@ -3,17 +3,17 @@
 
 It adds the options (``--backend``, ``--model``, ``--weights``, ``--variant``, ``--max-examples``,
 ``--seed``, ``--conformance-profile``, ``--report``, ``--xfails-file``, ``--reproduce-failure``),
-the fixtures the conformance tests use (``conformance``, ``conformance_check``), the
-parametrization by variant and named component, the known-failures file, the JSON report and the
-terminal summary. Only the conformance package's tests are affected; other test suites run as if
-the plugin were absent. Importing this module imports nothing heavy: the harness is built at
+builds the session's harness, and writes the JSON report and the terminal summary. The fixtures,
+the parametrization and the known failures live in ``conformance/conftest.py`` beside the tests,
+which marks them ``parcnetv2_conformance``: the tests are recognised by that marker wherever they
+were collected from (a checkout, an installed package, editable or not), and other test suites run
+as if the plugin were absent. Importing this module imports nothing heavy: the harness is built at
 configuration when the run names the conformance tests or a conformance option (bad options
 are then a one-line usage error), else when the first conformance test needs it.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import platform
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-CONFORMANCE_DIR = Path(__file__).resolve().parent
+SUITE_FILE = "profiles.toml"  # a folder holding it is a copy of the conformance suite
 _HARNESS = pytest.StashKey[Any]()
 _SEED = pytest.StashKey[int]()
 _OPTIONS = (
@@ -37,6 +37,7 @@ _OPTIONS = (
     "xfails_file",
     "reproduce_failure",
 )
+MARKER = "parcnetv2_conformance"  # set on every conformance test by conformance/conftest.py
 _DEFAULT_BACKEND = "numpy"
 _DEFAULT_PROFILE = "default"
 _VARIANT_FOR_MODELS = "parcnetv2_xt"  # smallest official variant: numerics default for --model
@@ -59,7 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--weights",
         default=None,
-        help="with --backend onnx --model FILE.onnx: the weights it was exported from (.pth, .npz, .safetensors)",
+        help="with --model: trained weights (.pth, .npz, .safetensors); an ONNX file needs the weights it was "
+        "exported from, a torch factory is checked with them as well as with the harness's own",
     )
     group.addoption(
         "--variant",
@@ -94,7 +96,8 @@ def _wanted(config: pytest.Config) -> bool:
         return True
     for arg in config.args:
         path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
-        if arg.startswith("parcnetv2.conformance") or path == CONFORMANCE_DIR or path.parent == CONFORMANCE_DIR:
+        folder = path if path.is_dir() else path.parent
+        if arg.startswith("parcnetv2.conformance") or (folder / SUITE_FILE).is_file():
             return True
     return False
 
@@ -103,6 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "spec(*clauses): the spec clauses a conformance test checks (its report entry lists them)"
     )
+    config.addinivalue_line("markers", f"{MARKER}: a test of the ParCNetV2 conformance suite")
     if _wanted(config):
         config.stash[_HARNESS] = _build(config)
     config.pluginmanager.register(_Recorder(config), "parcnetv2-conformance-recorder")
@@ -147,9 +151,9 @@ def _variants(config: pytest.Config) -> list[str] | None:
 
 def _build(config: pytest.Config) -> Any:
     """Validate the options and build the harness (UsageError with one line on any problem)."""
-    from parcnetv2.conformance.harness import Harness, load_profile, official_target, profile_names
+    from parcnetv2.conformance.harness import Harness, load_profile, official_target, plan_targets, profile_names
     from parcnetv2.conformance.protocol import BackendUnavailable
-    from parcnetv2.conformance.registry import OptionError, resolve_backend, user_model_backend
+    from parcnetv2.conformance.registry import OptionError, load_weights, resolve_backend, user_model_backend
     from parcnetv2.spec import variant_names
 
     profile_name = config.getoption("conformance_profile") or _DEFAULT_PROFILE
@@ -169,10 +173,14 @@ def _build(config: pytest.Config) -> Any:
     spec = config.getoption("backend") or _DEFAULT_BACKEND
     model, weights = config.getoption("model"), config.getoption("weights")
     if weights is not None and model is None:
-        raise _usage("--weights needs --model FILE.onnx (the exported model those weights belong to)")
+        raise _usage("--weights needs --model (a torch factory or an exported FILE.onnx)")
 
-    backend, unavailable = None, None
+    backend, unavailable, trained = None, None, None
     try:
+        if weights is not None and spec == "torch":
+            trained = load_weights(weights)
+            if variants is None and trained.config.variant is not None:
+                variants = [trained.config.variant]
         if model is not None:
             backend = user_model_backend(spec, model, weights, (variants or [_VARIANT_FOR_MODELS])[0])
         else:
@@ -190,7 +198,8 @@ def _build(config: pytest.Config) -> Any:
         targets, param_targets, geometry = [target], [target], []
     else:
         numerics = variants if variants is not None else ([_VARIANT_FOR_MODELS] if model is not None else [])
-        targets = [official_target(v) for v in numerics]
+        sd = None if trained is None else trained.state_dict()
+        targets = plan_targets(backend, numerics, factory=model is not None, weights=sd) if backend else []
         param_targets = [official_target(v) for v in (variants or variant_names())]
         geometry = numerics or [_VARIANT_FOR_MODELS]
     repro = ["--backend", spec]
@@ -225,7 +234,7 @@ def _file_target(backend: Any) -> Any:
     shape = list(getattr(backend, "input_shape", (None, None, None, None)))
     defaults = [1, config.constants["in_chans"], IMAGE_SIZE, IMAGE_SIZE]
     image = tuple(d if isinstance(d, int) and d > 0 else defaults[i] for i, d in enumerate(shape))
-    return Target("file", config, image, backend.fixed_state_dict)
+    return Target("file", config, image, backend.fixed_state_dict, "file")
 
 
 def _seed(config: pytest.Config) -> int:
@@ -247,103 +256,6 @@ def _seed(config: pytest.Config) -> int:
     return config.stash[_SEED]
 
 
-# ---- fixtures and parametrization --------------------------------------------------------
-
-
-def _in_package(path: Any) -> bool:
-    return Path(str(path)).resolve().parent == CONFORMANCE_DIR
-
-
-@pytest.fixture(scope="session")
-def conformance(request: pytest.FixtureRequest) -> Any:
-    """The session's harness; every test skips when the backend is unavailable here."""
-    built = harness(request.config)
-    if built.unavailable:
-        pytest.skip(built.unavailable)
-    return built
-
-
-@pytest.fixture
-def conformance_check(conformance: Any, request: pytest.FixtureRequest) -> Any:
-    """A Checker for this test; its findings go into the test's report entry."""
-    from parcnetv2.conformance.checking import Checker
-
-    check = Checker(conformance, request.node.nodeid)
-    for mark in request.node.iter_markers("spec"):
-        for clause in mark.args:
-            check.cite(clause)
-    yield check
-    request.node.user_properties.append(("conformance", check.report()))
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if not _in_package(metafunc.definition.path):
-        return
-    names = metafunc.fixturenames
-    if not {"param_target", "model_target", "component_name", "geometry"} & set(names):
-        return
-    built = harness(metafunc.config)
-    if "param_target" in names:
-        metafunc.parametrize("param_target", [t.label for t in built.param_targets])
-    if "model_target" in names and "component_name" not in names:
-        labels = [t.label for t in built.targets]
-        metafunc.parametrize("model_target", labels or [None], ids=labels or ["no-variant"])
-    if "component_name" in names:
-        pairs = [(t.label, n) for t in built.targets for n in _component_names(t.config)]
-        metafunc.parametrize(
-            "model_target,component_name", pairs or [(None, None)], ids=[f"{t}:{n}" for t, n in pairs] or ["no-variant"]
-        )
-    if "geometry" in names:
-        stages = [(v, i) for v in built.geometry_variants for i in range(4)]
-        metafunc.parametrize("geometry", stages or [None], ids=[f"{v}-stage{i}" for v, i in stages] or ["no-variant"])
-
-
-def _component_names(config: Any) -> list[str]:
-    from parcnetv2.reference.architecture import components
-
-    return [c.name for c in components(config) if c.kind not in ("container", "model")]
-
-
-# ---- known failures -------------------------------------------------------------------------
-
-
-def _known_failures(config: pytest.Config) -> list[dict[str, Any]]:
-    from parcnetv2.conformance.harness import tomllib
-
-    path = config.getoption("xfails_file") or CONFORMANCE_DIR / "known_failures.toml"
-    try:
-        entries = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("known_failure", [])
-    except (OSError, ValueError) as exc:
-        raise _usage(f"--xfails-file {path}: {exc}") from None
-    for entry in entries:
-        missing = [k for k in ("backend", "test", "reason") if k not in entry]
-        if missing:
-            raise _usage(f"--xfails-file {path}: an entry lacks {', '.join(missing)}: {entry}")
-    return entries
-
-
-# Basic checks first, so that a failure (and -x) points at the simplest broken thing.
-_ORDER = ("test_parameters.py", "test_operations.py", "test_components.py", "test_model.py")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    ours = [item for item in items if _in_package(item.path)]
-    if not ours:
-        return
-    rank = {name: i for i, name in enumerate(_ORDER)}
-    items.sort(key=lambda item: rank.get(Path(str(item.path)).name, len(_ORDER)) if _in_package(item.path) else -1)
-    built = harness(config)
-    names = {built.spec} | ({built.backend.name} if built.backend is not None else set())
-    for entry in _known_failures(config):
-        if not any(fnmatch.fnmatchcase(name, entry["backend"]) for name in names):
-            continue
-        for item in ours:
-            if fnmatch.fnmatchcase(item.nodeid, "*" + entry["test"]):
-                item.add_marker(
-                    pytest.mark.xfail(reason=f"known failure: {entry['reason']}", strict=entry.get("strict", True))
-                )
-
-
 # ---- report ----------------------------------------------------------------------------------
 
 
@@ -356,7 +268,7 @@ class _Recorder:
         self.results: dict[str, dict[str, Any]] = {}
 
     def _ours(self, report: pytest.TestReport) -> bool:
-        return _in_package(Path(self.config.rootpath) / report.location[0])
+        return MARKER in report.keywords
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self._ours(report):

@@ -7,8 +7,9 @@ engine issue adds ``engine = "parcnetv2.conformance.backend_engine:backend"`` to
 backend (it has ``name`` and ``dtype``) or a callable returning one.
 
 ``--model`` replaces the backend's own model by the user's: with ``torch``, a factory
-``package.module:factory`` with ``factory(variant) -> nn.Module``; with ``onnx``, an exported
-file plus ``--weights``. Every problem with these options raises ``OptionError`` with a one-line
+``package.module:factory`` with ``factory(variant) -> nn.Module`` (``--weights`` adds trained
+weights to check it with); with ``onnx``, an exported file plus the ``--weights`` it was exported
+from. Every problem with these options raises ``OptionError`` with a one-line
 message (the plugin turns it into pytest's usage error).
 """
 
@@ -108,10 +109,6 @@ def load_weights(path: str) -> Any:
 def user_model_backend(backend_name: str, model: str, weights: str | None, variant: str) -> Any:
     """The backend for ``--model`` (clause 14.6/14.7): a torch factory or an ONNX file."""
     if backend_name == "torch":
-        if weights is not None:
-            raise OptionError(
-                "--weights goes with --backend onnx --model FILE.onnx; a torch factory gets generated weights"
-            )
         factory = _import_object(model, "--model")
         if not callable(factory):
             raise OptionError(f"--model {model}: {type(factory).__name__} is not callable")

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from parcnetv2 import reference as R
 from parcnetv2.conformance import cases
 from parcnetv2.conformance.error_bounds import BoundedReference, exact
-from parcnetv2.conformance.model_checks import map_layout
+from parcnetv2.conformance.observation import map_layout
 from parcnetv2.spec import architecture_defaults
 from parcnetv2.spec.tolerance import gamma, propagated_bound, propagation_length, safety_factor, unit_roundoff
 
