@@ -357,7 +357,7 @@ class TorchModuleBackend:
         probe = np.zeros((1, config.constants["in_chans"], 32, 32), np.float32)
         try:  # the dtype of its logits (a model that cannot run yet is reported by the model tests)
             self.dtype = TorchModel(module, config, self.device)(probe).dtype
-        except Exception:  # noqa: BLE001 - any failure of the user's forward
+        except Exception:
             self.dtype = np.dtype(str(_first_dtype(unwrap(module)) or torch.float32).removeprefix("torch."))
 
     def info(self) -> dict[str, Any]:

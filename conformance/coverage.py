@@ -19,6 +19,7 @@ from parcnetv2.reference.architecture import Config
 
 __all__ = ["Coverage", "coverage", "units"]
 
+
 def units(config: Config) -> list[str]:
     """The official execution order of the units: each downsampling layer followed by its stage's
     blocks, then ``norm`` and ``head`` (clause 2.1)."""

@@ -88,9 +88,8 @@ def test_float32_reference_is_inside_the_model_bound_and_float16_is_not(seed):
     config, weights, x = _model(case)
     x32, w32 = x.astype(F32), {k: v.astype(F32) for k, v in weights.items()}
     trace = []
-    BoundedReference(F32).model(
-        config, {k: v.astype(np.float64) for k, v in w32.items()}, exact(x32), trace=lambda *entry: trace.append(entry) or entry[2]
-    )
+    weights64 = {k: v.astype(np.float64) for k, v in w32.items()}
+    BoundedReference(F32).model(config, weights64, exact(x32), trace=lambda *entry: trace.append(entry) or entry[2])
     model = R.Model(config, w32)
     for name, inputs, output in trace:
         got = model.component(name)(inputs.value.astype(F32))
