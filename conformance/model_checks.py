@@ -54,14 +54,18 @@ class Finding:
     message: str
     after: str = ""  # the module that ran before (for "before")
 
-    def headline(self) -> str:
-        label = self.name or "the model's output"
+    def place(self) -> str:
+        """Where: the module, "after X, before Y", or "after the last module"."""
         if self.where == "before":
-            before = f"after {self.after or 'the input'}, before {label}"
-            return f"first divergence: {before} (the computation between these modules is not the official wiring)"
+            return f"after {self.after or 'the input'}, before {self.name}"
+        return self.name or "after the last module (head)"
+
+    def headline(self) -> str:
+        if self.where == "before":
+            return f"first divergence: {self.place()} (the computation between these modules is not the official one)"
         if not self.name:
-            return "first divergence: after the last module (head): the logits are not the head's output"
-        return f"first divergence: {label}"
+            return f"first divergence: {self.place()}: the logits are not the head's output"
+        return f"first divergence: {self.place()} (its output on its own input)"
 
 
 def _check(check: Checker, actual: Any, expected: Bounded, what: str, clause: str) -> tuple[bool, str, float]:
@@ -178,8 +182,7 @@ def check_model(check: Checker, run: ModelRun, *, case: Any = None) -> None:
     check.notes["power"] = float(np.max(run.logits.error) / (np.sqrt(np.mean(run.logits.value**2)) or 1.0))
     if findings:
         first = findings[0]
-        check.notes["first_divergence"] = first.name or "after the last module"
-        check.notes["first_divergence_at"] = first.where
+        check.notes["first_divergence"] = first.place()
         problems.insert(0, f"{first.headline()}\n    {first.message}")
         if len(findings) > 1:
             problems.append(f"{len(findings) - 1} later findings, e.g. " + "; ".join(f.name for f in findings[1:4]))
