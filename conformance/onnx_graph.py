@@ -202,7 +202,7 @@ class OnnxModel:
         logits, by_tensor = fetched[0], dict(zip(tensors, fetched[1:]))
         by_tensor[self.input.name] = feed
         position = {t: i for i, node in enumerate(self.proto.graph.node) for t in node.output}
-        located.sort(key=lambda n: position.get(self.outputs[n], -1))
+        located.sort(key=lambda n: (position.get(self.outputs[n], -1), -n.count(".")))  # children first
         runs: list[tuple[str, Any, Any]] = [
             (n, by_tensor.get(inputs.get(n, "")) if n in inputs else None, by_tensor[self.outputs[n]]) for n in located
         ]

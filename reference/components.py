@@ -165,6 +165,25 @@ class Composition:
     ``merged_spatial``, each with the signature of ``NumpyArithmetic``.
     """
 
+    # The arithmetic's operations (declared for type checkers; the class mixed in provides them).
+    conv2d: Callable[..., Any]
+    depthwise_conv2d: Callable[..., Any]
+    pointwise_conv2d: Callable[..., Any]
+    linear: Callable[..., Any]
+    oversized_conv: Callable[..., Any]
+    layer_norm_general: Callable[..., Any]
+    layer_norm: Callable[..., Any]
+    gelu: Callable[..., Any]
+    mul: Callable[[Any, Any], Any]
+    add: Callable[[Any, Any], Any]
+    channel_scale: Callable[[Any, Any], Any]
+    mean_hw: Callable[[Any], Any]
+    to_nchw: Callable[[Any], Any]
+    to_nhwc: Callable[[Any], Any]
+    halves: Callable[[Any, int], tuple[Any, Any]]
+    input: Callable[[Any, str, str], Any]
+    merged_spatial: Callable[..., Any]
+
     # ---- components (clause 14.2 signatures, plus trace and prefix) -----------------------------
 
     def downsampling(

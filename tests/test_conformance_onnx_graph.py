@@ -64,9 +64,9 @@ def _tiny_graph():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_module_outputs_inputs_activations_and_cut_out_modules():
+def test_module_outputs_inputs_trace_and_cut_out_modules():
     """The last node of a scope is the module's output; the one activation read from outside is
-    its input; activations and cut-out modules compute what the whole graph computes."""
+    its input; the trace and cut-out modules compute what the whole graph computes."""
     model = _tiny_graph()
     names = ["stages.0", "stages.0.0", "stages.0.0.norm1", "stages.0.0.act"]
     assert locate_outputs(model, names) == {
@@ -79,9 +79,14 @@ def test_module_outputs_inputs_activations_and_cut_out_modules():
     assert module_inputs(model, "stages.0.0") == ["x"]
     wrapped = OnnxModel(model, names)
     x = np.random.default_rng(0).standard_normal((1, 2, 2, 3)).astype(np.float32)
-    acts = wrapped.activations(x)
+    runs = wrapped.trace(x)
+    assert [name for name, _, _ in runs] == ["stages.0.0.norm1", "stages.0.0.act", "stages.0.0", "stages.0", ""]
+    acts = {name: output for name, _, output in runs}
+    inputs = {name: given for name, given, _ in runs}
     np.testing.assert_allclose(acts["stages.0.0.norm1"], x * [1, 2, 3], rtol=1e-6)
+    np.testing.assert_array_equal(inputs["stages.0.0.act"], acts["stages.0.0.norm1"])
     np.testing.assert_allclose(
         wrapped.component("stages.0.0.act")(acts["stages.0.0.norm1"]), acts["stages.0.0.act"], rtol=1e-6
     )
     np.testing.assert_allclose(wrapped(x), acts["stages.0.0"], rtol=1e-6)
+    np.testing.assert_array_equal(acts[""], wrapped(x))

@@ -55,44 +55,41 @@ def factories(tmp_path_factory):
 
 
 def test_official_torch_factory_passes(factories, tmp_path):
-    """Clause 14.6: the whole xt model at 224 x 224, every named module, names, counts."""
-    component = "conformance/test_model.py::test_variant_component[parcnetv2_xt:stages.0.0.token_mixer.dwconv1]"
+    """Clause 14.6: every whole-model target of a factory (224 x 224, 97 x 131 with batch 2, its own
+    weights), its coverage, every module on its own input, names and counts, and a probe."""
+    probe = "conformance/test_probes.py::test_module_probe[parcnetv2_xt:stages.0.0.token_mixer.dwconv1]"
     result = run_suite(
-        [*MODEL_TESTS, component, "--backend", "torch", "--model", "user_factories:official", *QUICK],
+        [*MODEL_TESTS, probe, "--backend", "torch", "--model", "user_factories:official", *QUICK],
         report=tmp_path / "r.json",
         pythonpath=factories,
     )
     assert result.returncode == 0, result.stdout[-3000:]
     tests = result.tests()
-    assert tests["test_variant_model[parcnetv2_xt]"]["outcome"] == "passed"
-    assert tests["test_variant_model[parcnetv2_xt]"]["activations_compared"] > 250
-    assert tests["test_variant_component[parcnetv2_xt:stages.0.0.token_mixer.dwconv1]"]["outcome"] == "passed"
+    targets = [name for name in tests if name.startswith("test_variant_model[")]
+    assert targets == [
+        "test_variant_model[parcnetv2_xt@97x131]",
+        "test_variant_model[parcnetv2_xt,own-weights]",
+        "test_variant_model[parcnetv2_xt]",
+    ], targets
+    whole = tests["test_variant_model[parcnetv2_xt]"]
+    assert whole["outcome"] == "passed"
+    assert whole["modules_checked"] > 250
+    assert whole["coverage"]["problems"] == []
+    assert tests[probe.split("::")[1]]["outcome"] == "passed"
     assert tests["test_parameter_count[parcnetv2_base]"]["outcome"] == "passed"
 
 
 def test_torch_factory_with_tanh_gelu_names_the_first_divergence(factories, tmp_path):
     """Clause 14.6: the first module out of its own bound is the first GELU."""
-    components = [
-        f"conformance/test_model.py::test_variant_component[parcnetv2_xt:stages.0.0.{m}]" for m in ("mlp.act", "norm1")
-    ]
     result = run_suite(
-        [
-            "conformance/test_model.py::test_variant_model",
-            *components,
-            "--backend",
-            "torch",
-            "--model",
-            "user_factories:tanh_gelu",
-            *QUICK,
-        ],
+        ["conformance/test_model.py::test_variant_model", "--backend", "torch", "--model", "user_factories:tanh_gelu",
+         *QUICK],
         report=tmp_path / "r.json",
         pythonpath=factories,
-    )
+    )  # fmt: skip
     assert result.returncode == 1
-    assert set(result.report["first_divergences"].values()) == {"stages.0.0.token_mixer.act"}
-    tests = result.tests()
-    assert tests["test_variant_component[parcnetv2_xt:stages.0.0.mlp.act]"]["outcome"] == "failed"
-    assert tests["test_variant_component[parcnetv2_xt:stages.0.0.norm1]"]["outcome"] == "passed"
+    divergences = set(result.report["first_divergences"].values())
+    assert divergences == {"stages.0.0.token_mixer.act"}, divergences
 
 
 def test_torch_factory_with_other_names_lists_the_differences(factories, tmp_path):
@@ -143,51 +140,46 @@ def _export(folder, approximate: str, dynamo: bool = False) -> tuple[str, str]:
 
 
 def test_exported_onnx_file_with_its_weights_passes(tmp_path):
-    """Clause 14.7: output, located activations, each module cut out of the graph, initializers."""
+    """Clause 14.7: output, every located module on its own input, probes of modules cut out of the
+    graph, initializers."""
     model, weights = _export(tmp_path, "none")
-    component = "conformance/test_model.py::test_variant_component[file:stages.1.0.token_mixer.dwconv1.conv_h]"
+    probe = "conformance/test_probes.py::test_module_probe[file:stages.1.0.token_mixer.dwconv1.conv_h]"
     result = run_suite(
-        [*MODEL_TESTS, component, "--backend", "onnx", "--model", model, "--weights", weights, *QUICK],
+        [*MODEL_TESTS, probe, "--backend", "onnx", "--model", model, "--weights", weights, *QUICK],
         report=tmp_path / "r.json",
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert result.report["backend_info"]["opset"] == 17
     tests = result.tests()
-    assert tests["test_variant_model[file]"]["activations_compared"] > 60
+    assert tests["test_variant_model[file]"]["modules_checked"] > 60
     assert tests["test_exported_initializers_match_weights"]["outcome"] == "passed"
-    assert tests["test_variant_component[file:stages.1.0.token_mixer.dwconv1.conv_h]"]["outcome"] == "passed"
+    assert tests[probe.split("::")[1]]["outcome"] == "passed"
 
 
 def test_exported_onnx_file_with_tanh_gelu_names_the_first_divergence(tmp_path):
-    """Clause 14.7: the wrong GELU is found at its first activation, inside the file."""
+    """Clause 14.7: the wrong GELU is found at its first module, inside the file."""
     model, weights = _export(tmp_path, "tanh")
     result = run_suite(
-        [
-            "conformance/test_model.py::test_variant_model",
-            "--backend",
-            "onnx",
-            "--model",
-            model,
-            "--weights",
-            weights,
-            *QUICK,
-        ],
+        ["conformance/test_model.py::test_variant_model", "--backend", "onnx", "--model", model, "--weights", weights,
+         *QUICK],
         report=tmp_path / "r.json",
-    )
+    )  # fmt: skip
     assert result.returncode == 1
     assert set(result.report["first_divergences"].values()) == {"stages.0.0.token_mixer.act"}
 
 
 def test_dynamo_export_is_located_through_scope_metadata(tmp_path):
-    """Clause 14.7: the dynamo exporter's pkg.torch.onnx.name_scopes locate activations and
-    modules (blocks and token mixers included) just as TorchScript node names do."""
+    """Clause 14.7: the dynamo exporter's pkg.torch.onnx.name_scopes locate modules (blocks and token
+    mixers included) just as TorchScript node names do."""
     pytest.importorskip("onnxscript")
     model, weights = _export(tmp_path, "none", dynamo=True)
+    probe = "conformance/test_probes.py::test_module_probe[file:stages.0.0]"
     result = run_suite(
-        ["conformance/test_model.py", "--backend", "onnx", "--model", model, "--weights", weights, *QUICK],
+        ["conformance/test_model.py", probe, "--backend", "onnx", "--model", model, "--weights", weights, *QUICK],
         report=tmp_path / "r.json",
     )
     assert result.returncode == 0, result.stdout[-3000:]
     tests = result.tests()
-    assert tests["test_variant_model[file]"]["activations_compared"] > 60
-    assert tests["test_variant_component[file:stages.0.0]"]["outcome"] == "passed"
+    assert tests["test_variant_model[file]"]["modules_checked"] > 60
+    assert tests["test_variant_model[file]"]["coverage"]["problems"] == []
+    assert tests[probe.split("::")[1]]["outcome"] == "passed"
