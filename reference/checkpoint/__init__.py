@@ -25,11 +25,15 @@ no bfloat16) and cannot be written. Big-endian data (torch ``byteorder`` record 
 
 Training checkpoints are unwrapped (see :func:`read_state_dict`), and a leading ``module.``
 (DataParallel) is stripped from every name. Every problem with a file raises
-:class:`~parcnetv2.errors.CheckpointError` whose message starts with the file's path.
+:class:`~parcnetv2.errors.CheckpointError` whose message starts with the file's path and is one
+line. Whatever a file declares, reading it stays within the memory and time limits of clause 13.5
+(:mod:`.limits`): only regular files are opened, and pickles, zip directories and members, JSON
+and .npy headers are bounded before anything they declare is allocated.
 
 This module picks the format and adds the path to errors; the rest lives in :mod:`.dtypes` (the
-element types), :mod:`.restricted_pickle`, :mod:`.wrappers` (unwrapping, ``module.``),
-:mod:`.torch_format`, :mod:`.safetensors_format` and :mod:`.npz_format`.
+element types), :mod:`.restricted_pickle` and :mod:`.pickle_scan`, :mod:`.wrappers` (unwrapping,
+``module.``), :mod:`.zip_archive`, :mod:`.torch_format`, :mod:`.safetensors_format`,
+:mod:`.npz_format` and :mod:`.limits`.
 
 Shape legend: N batch, C channels, H height, W width, K kernel length.
 """
@@ -38,16 +42,17 @@ from __future__ import annotations
 
 import os
 import secrets
-import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
-from parcnetv2.errors import CheckpointError, UnsafeCheckpointError, WeightsError
+from parcnetv2.errors import CheckpointError, UnsafeCheckpointError, WeightsError, one_line
+from parcnetv2.files import open_regular
 from parcnetv2.reference.checkpoint.dtypes import NUMPY_DTYPE_NAMES, DType, from_numpy
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, UnsafePickle, shorten
+from parcnetv2.reference.checkpoint.npz_format import read_npy as _read_npy
 from parcnetv2.reference.checkpoint.npz_format import read_npz, write_npz
 from parcnetv2.reference.checkpoint.restricted_pickle import ALLOWED_GLOBALS
 from parcnetv2.reference.checkpoint.safetensors_format import (
@@ -61,6 +66,7 @@ from parcnetv2.reference.checkpoint.torch_format import (
     write_torch,
 )
 from parcnetv2.reference.checkpoint.wrappers import WRAPPER_KEYS
+from parcnetv2.reference.checkpoint.zip_archive import open_zip
 
 __all__ = [
     "ALLOWED_GLOBALS",
@@ -68,6 +74,7 @@ __all__ = [
     "WRAPPER_KEYS",
     "WRITE_EXTENSIONS",
     "convert",
+    "read_npy",
     "read_state_dict",
     "write_state_dict",
 ]
@@ -95,39 +102,63 @@ def _no_key(key: str | None, what: str) -> None:
         raise BadFile(f"{what} has no wrapper entries; key={key!r} applies to torch checkpoints")
 
 
-def _read_any(p: Path, suffix: str, key: str | None) -> dict[str, np.ndarray]:
-    """Dispatch on the content. The extension only matters for a file in no recognised layout:
-    a ``.safetensors`` is parsed as one (for its error), an ``.npz`` is refused, anything else
-    is tried as a legacy torch pickle stream."""
-    size = p.stat().st_size
-    with open(p, "rb") as f:
-        head = f.read(512)
-        f.seek(0)
-        if not head:
-            raise BadFile("the file is empty")
-        if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-            try:
-                zf = zipfile.ZipFile(f)
-            except zipfile.BadZipFile as e:
-                raise BadFile(f"corrupt or truncated zip archive ({e})") from None
-            with zf:
-                names = zf.namelist()
-                if any(n.endswith("/data.pkl") for n in names):
-                    return read_torch_zip(zf, key)
-                if all(n.endswith(".npy") for n in names):
-                    _no_key(key, "an .npz file")
-                    return read_npz(zf)
-                raise BadFile("zip archive is neither a torch checkpoint (no <archive>/data.pkl) "
-                              "nor an .npz (members other than .npy)")  # fmt: skip
-        if looks_like_safetensors(head, size) or suffix == ".safetensors":
-            _no_key(key, "a safetensors file")
-            return read_safetensors(f, size)
-        if len(head) >= 262 and head[257:262] == b"ustar":
-            raise BadFile("a tar archive (the torch < 0.4 checkpoint format) is not supported; "
-                          "re-save it with a recent torch")  # fmt: skip
-        if suffix == ".npz":
-            raise BadFile("not an .npz file (not a zip archive)")
-        return read_torch_legacy(f.read(), key)
+def _read_any(f: BinaryIO, size: int, suffix: str, key: str | None) -> dict[str, np.ndarray]:
+    """Dispatch on the content of the open file ``f`` of ``size`` bytes. The extension only
+    matters for a file in no recognised layout: a ``.safetensors`` is parsed as one (for its
+    error), an ``.npz`` is refused, anything else is tried as a legacy torch pickle stream; and
+    an empty zip archive is an empty ``.npz`` only when named so."""
+    head = f.read(512)
+    f.seek(0)
+    if not head:
+        raise BadFile("the file is empty")
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        with open_zip(f, size) as zf:
+            names = zf.namelist()
+            if any(n.endswith("/data.pkl") for n in names):
+                return read_torch_zip(zf, key)
+            if (names and all(n.endswith(".npy") for n in names)) or (not names and suffix == ".npz"):
+                _no_key(key, "an .npz file")
+                return read_npz(zf)
+            if not names:
+                raise BadFile("an empty zip archive, not a torch checkpoint (no <archive>/data.pkl)")
+            raise BadFile("zip archive is neither a torch checkpoint (no <archive>/data.pkl) "
+                          "nor an .npz (members other than .npy)")  # fmt: skip
+    if looks_like_safetensors(head, size) or suffix == ".safetensors":
+        _no_key(key, "a safetensors file")
+        return read_safetensors(f, size)
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        raise BadFile("a tar archive (the torch < 0.4 checkpoint format) is not supported; "
+                      "re-save it with a recent torch")  # fmt: skip
+    if suffix == ".npz":
+        raise BadFile("not an .npz file (not a zip archive)")
+    return read_torch_legacy(f, size, key)
+
+
+T = TypeVar("T")
+
+
+def _read_file(path: str | os.PathLike[str], read: Callable[[BinaryIO, int], T]) -> T:
+    """``read(f, size)`` on the regular file ``path``, every failure a one-line CheckpointError
+    (UnsafeCheckpointError for a refused global) whose message starts with the path."""
+    p = Path(path)
+    try:
+        with open_regular(p) as f:
+            return read(f, os.fstat(f.fileno()).st_size)
+    except UnsafePickle as e:
+        raise UnsafeCheckpointError(one_line(f"{p}: {e}")) from None
+    except BadFile as e:
+        raise CheckpointError(one_line(f"{p}: {e}")) from None
+    except FileNotFoundError:
+        raise CheckpointError(one_line(f"{p}: no such file")) from None
+    except IsADirectoryError:
+        raise CheckpointError(one_line(f"{p}: is a directory, not a weights file")) from None
+    except MemoryError:
+        raise CheckpointError(one_line(f"{p}: too large to read into memory")) from None
+    except OSError as e:
+        raise CheckpointError(one_line(f"{p}: cannot read ({e.strerror or e})")) from None
+    except Exception as e:
+        raise CheckpointError(one_line(f"{p}: corrupt or unreadable weights file "
+                                       f"({type(e).__name__}: {shorten(str(e))})")) from e  # fmt: skip
 
 
 def read_state_dict(path: str | os.PathLike[str], *, key: str | None = None
@@ -149,29 +180,41 @@ def read_state_dict(path: str | os.PathLike[str], *, key: str | None = None
     Returns arrays that are C-contiguous, writable and native-endian; bfloat16 tensors come back
     as float32 (exactly). Shapes are as stored (e.g. a conv weight (C_out, C_in, K, K)).
 
-    Raises CheckpointError (message starts with the path) for a missing, unreadable, corrupt or
-    unsupported file, UnsafeCheckpointError naming the global for a pickle that refers to one
-    outside the allowlist.
+    Limits (clause 13.5): only regular files are read (a FIFO or a device is refused without
+    blocking); memory stays within about twice the bytes of the arrays returned plus a fixed
+    allowance, and time within a fixed allowance plus a rate per byte of file, whatever sizes the
+    file declares.
+
+    Raises CheckpointError (a one-line message that starts with the path) for a missing,
+    unreadable, corrupt, unsupported or over-limit file, UnsafeCheckpointError naming the global
+    for a pickle that refers to one outside the allowlist.
     """
     p = Path(path)
     suffix = _checked_suffix(p, READ_EXTENSIONS)
-    try:
-        return _read_any(p, suffix, key)
-    except UnsafePickle as e:
-        raise UnsafeCheckpointError(f"{p}: {e}") from None
-    except BadFile as e:
-        raise CheckpointError(f"{p}: {e}") from None
-    except FileNotFoundError:
-        raise CheckpointError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{p}: is a directory, not a weights file") from None
-    except MemoryError:
-        raise CheckpointError(f"{p}: too large to read into memory") from None
-    except OSError as e:
-        raise CheckpointError(f"{p}: cannot read ({e.strerror or e})") from None
-    except Exception as e:
-        raise CheckpointError(f"{p}: corrupt or unreadable weights file "
-                              f"({type(e).__name__}: {shorten(str(e))})") from e  # fmt: skip
+    return _read_file(p, lambda f, size: _read_any(f, size, suffix, key))
+
+
+def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
+    """The array of a single ``.npy`` file (``np.save``), read as the ``.npz`` members are: never
+    unpickled, header bounded, declared size checked against the file before anything is
+    allocated (clause 13.5). Returns a C-contiguous, writable, native-endian array of a dtype in
+    ``NUMPY_DTYPE_NAMES``; raises CheckpointError (one line, starting with the path) otherwise."""
+
+    def read(f: BinaryIO, size: int) -> np.ndarray:
+        def read_into(out: memoryview, start: int) -> None:
+            f.seek(start)
+            pos = 0
+            while pos < len(out):
+                n = f.readinto(out[pos:])
+                if not n:
+                    raise BadFile("the file ends before its data")
+                pos += n
+
+        if f.read(4) in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise BadFile("a zip archive (an .npz?), not a single .npy array")
+        return _read_npy(read_into, size, "the array")
+
+    return _read_file(path, read)
 
 
 # ---------------------------------------------------------------------------------------------

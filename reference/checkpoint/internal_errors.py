@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from parcnetv2.errors import brief, one_line
+
 
 class BadFile(Exception):
     """The file is malformed or unsupported; becomes a CheckpointError naming the file."""
@@ -16,7 +18,7 @@ class UnsafePickle(BadFile):
 
 
 def shorten(x: Any, limit: int = 120) -> str:
-    """``x`` (a str, else its repr) cut to ``limit`` characters: a crafted file must not be able
-    to flood an error message."""
-    s = x if isinstance(x, str) else repr(x)
-    return s if len(s) <= limit else s[: limit - 3] + "..."
+    """``x`` as message text of at most ``limit`` characters on one line: a str as it is (its
+    non-printable characters escaped), anything else as ``parcnetv2.errors.brief`` shows it. A
+    crafted file must not be able to flood an error message or show an object's repr."""
+    return one_line(x, limit) if isinstance(x, str) else brief(x, limit)

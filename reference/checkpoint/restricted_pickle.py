@@ -6,7 +6,8 @@ local, inert stand-in, and raises :class:`UnsafePickle` naming any other. The st
 tensors: the rebuild functions return :class:`TensorRecord` (storage, offset, size, stride,
 dtype), which the torch reader checks against the stored data and copies into fresh arrays
 afterwards, and only for the entries of the state_dict. Before unpickling, each pickle's opcodes
-are walked once to refuse what would get past ``find_class`` or allocate without bound.
+are walked once (:mod:`.pickle_scan`) to refuse what would get past ``find_class`` or allocate
+beyond the limits of clause 13.5.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 import collections
 import io
 import pickle
-import pickletools
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from parcnetv2.errors import brief
 from parcnetv2.reference.checkpoint.dtypes import (
     BY_STORAGE,
     DTYPES,
@@ -26,6 +27,8 @@ from parcnetv2.reference.checkpoint.dtypes import (
     DType,
 )
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, UnsafePickle, shorten
+from parcnetv2.reference.checkpoint.limits import MAX_EXTENT, MAX_NDIM, MAX_PICKLE_OBJECT_BYTES
+from parcnetv2.reference.checkpoint.pickle_scan import scan
 
 # ---------------------------------------------------------------------------------------------
 # what the unpickler hands out
@@ -37,8 +40,15 @@ class _Sentinel:
 
     __slots__ = ()
 
+    def describe(self) -> str:
+        """What this stands for, for error messages (never an object repr)."""
+        return type(self).__name__.strip("_")
+
+    def __repr__(self) -> str:
+        return self.describe()
+
     def __setstate__(self, state: Any) -> None:
-        raise BadFile(f"malformed pickle: BUILD applied to {type(self).__name__.strip('_')}")
+        raise BadFile(f"malformed pickle: BUILD applied to {self.describe()}")
 
 
 class StorageType(_Sentinel):
@@ -50,6 +60,9 @@ class StorageType(_Sentinel):
         self.name = name
         self.dtype = dtype  # None: untyped (bytes); the dtype comes with _rebuild_tensor_v3
 
+    def describe(self) -> str:
+        return f"torch.{self.name}"
+
 
 class _TorchDType(_Sentinel):
     """Stand-in for ``torch.<dtype>`` (an argument of ``_rebuild_tensor_v3``)."""
@@ -59,11 +72,17 @@ class _TorchDType(_Sentinel):
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def describe(self) -> str:
+        return f"torch.{self.name}"
+
 
 class _TensorType(_Sentinel):
     """Stand-in for ``torch.Tensor`` (an argument of ``_rebuild_from_type_v2``)."""
 
     __slots__ = ()
+
+    def describe(self) -> str:
+        return "torch.Tensor"
 
 
 class _Ignored:
@@ -81,6 +100,12 @@ class _Ignored:
     def __setstate__(self, state: Any) -> None:
         pass
 
+    def describe(self) -> str:
+        return "argparse.Namespace"
+
+    def __repr__(self) -> str:
+        return self.describe()
+
 
 class Storage(_Sentinel):
     """A storage named by a persistent id: ``count`` elements of ``stype`` from element ``start``
@@ -90,6 +115,9 @@ class Storage(_Sentinel):
 
     def __init__(self, key: str, stype: StorageType, count: int, start: int = 0) -> None:
         self.key, self.stype, self.count, self.start = key, stype, count, start
+
+    def describe(self) -> str:
+        return f"storage {brief(self.key)}"
 
 
 class TensorRecord(_Sentinel):
@@ -104,12 +132,15 @@ class TensorRecord(_Sentinel):
         )  # fmt: skip
         self.conj, self.neg = conj, neg
 
+    def describe(self) -> str:
+        return "tensor"
+
 
 def describe(v: Any) -> str:
     """What an unpickled value is, for error messages ("tensor", "dict", ...)."""
-    if isinstance(v, _Ignored):
-        return "argparse.Namespace"
-    return "tensor" if isinstance(v, TensorRecord) else type(v).__name__.strip("_")
+    if isinstance(v, (_Sentinel, _Ignored)):
+        return v.describe()
+    return type(v).__name__.strip("_")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,15 +148,18 @@ def describe(v: Any) -> str:
 
 
 def check_int(x: Any, what: str, minimum: int = 0) -> int:
-    """``x`` if it is an int >= ``minimum`` (a size, offset or stride read from a pickle)."""
-    if type(x) is not int or x < minimum:
-        raise BadFile(f"malformed tensor: {what} is {shorten(x)}, expected an int >= {minimum}")
+    """``x`` if it is an int in [``minimum``, MAX_EXTENT) (a size, offset or stride read from a
+    pickle; clause 13.5 bounds them so that no arithmetic on them is ever slow)."""
+    if type(x) is not int or not minimum <= x < MAX_EXTENT:
+        raise BadFile(f"malformed tensor: {what} is {brief(x)}, expected an int >= {minimum} and < 2**62")
     return x
 
 
 def _check_dims(x: Any, what: str) -> tuple[int, ...]:
     if not isinstance(x, (tuple, list)):
-        raise BadFile(f"malformed tensor: {what} is {shorten(x)}, expected a tuple of ints")
+        raise BadFile(f"malformed tensor: {what} is {brief(x)}, expected a tuple of ints")
+    if len(x) > MAX_NDIM:
+        raise BadFile(f"malformed tensor: {what} has {len(x)} dimensions (at most {MAX_NDIM})")
     return tuple(check_int(v, what) for v in x)
 
 
@@ -201,10 +235,13 @@ class _Global(_Sentinel):
     BUILD raises (a bare function would let a pickle set its ``__defaults__`` and so change
     how later files are read), and it has no attributes to set."""
 
-    __slots__ = ("func", "rebuilds_tensor")
+    __slots__ = ("func", "name", "rebuilds_tensor")
 
-    def __init__(self, func: Callable[..., Any], rebuilds_tensor: bool = False) -> None:
-        self.func, self.rebuilds_tensor = func, rebuilds_tensor
+    def __init__(self, name: str, func: Callable[..., Any], rebuilds_tensor: bool = False) -> None:
+        self.name, self.func, self.rebuilds_tensor = name, func, rebuilds_tensor
+
+    def describe(self) -> str:
+        return f"global {self.name}"
 
     def __call__(self, *args: Any) -> Any:
         return self.func(*args)
@@ -230,23 +267,23 @@ _STORAGE_MODULES = ("torch", "torch.cuda", "torch.storage")
 def _allowlist() -> dict[tuple[str, str], tuple[Any, str]]:
     """(module, name) -> (what find_class returns, why it is allowed)."""
     untyped = StorageType("UntypedStorage", None)
-    rebuild_parameter = _Global(_rebuild_parameter, rebuilds_tensor=True)
-    rebuild_from_type = _Global(_rebuild_from_type_v2)
+    rebuild_parameter = _Global("torch._utils._rebuild_parameter", _rebuild_parameter, rebuilds_tensor=True)
+    rebuild_from_type = _Global("torch._tensor._rebuild_from_type_v2", _rebuild_from_type_v2)
     allowed: dict[tuple[str, str], tuple[Any, str]] = {
         ("collections", "OrderedDict"): (
-            _Global(collections.OrderedDict),
+            _Global("collections.OrderedDict", collections.OrderedDict),
             "container of state_dicts and of the (empty) backward hooks of every tensor",
         ),
         ("torch._utils", "_rebuild_tensor_v2"): (
-            _Global(_rebuild_tensor_v2, rebuilds_tensor=True),
+            _Global("torch._utils._rebuild_tensor_v2", _rebuild_tensor_v2, rebuilds_tensor=True),
             "how torch pickles every tensor with a typed storage; rebuilt as a checked view record",
         ),
         ("torch._utils", "_rebuild_tensor_v3"): (
-            _Global(_rebuild_tensor_v3, rebuilds_tensor=True),
+            _Global("torch._utils._rebuild_tensor_v3", _rebuild_tensor_v3, rebuilds_tensor=True),
             "torch >= 2.3 tensors of uint16/32/64 (untyped storage + dtype)",
         ),
         ("torch._utils", "_rebuild_tensor"): (
-            _Global(_rebuild_tensor, rebuilds_tensor=True),
+            _Global("torch._utils._rebuild_tensor", _rebuild_tensor, rebuilds_tensor=True),
             "tensors in torch 0.4 checkpoints",
         ),
         ("torch._utils", "_rebuild_parameter"): (
@@ -353,45 +390,18 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storage_for(pid)
 
 
-_MEMO_PUTS = frozenset(("PUT", "BINPUT", "LONG_BINPUT"))
-_EXT_OPCODES = frozenset(("EXT1", "EXT2", "EXT4"))
-
-
-def _prescan(buf: io.BytesIO) -> None:
-    """Walk one pickle's opcodes without building anything (``pickletools.genops``), from the
-    current position to its STOP, and rewind.
-
-    The C unpickler allocates what a pickle declares before reading it (a bytes object of a
-    BINBYTES8 length; a memo list up to a LONG_BINPUT index), so a few crafted bytes could ask
-    for gigabytes. Walking the opcodes first over the in-memory bytes rejects lengths that run
-    past the data, and memo indices beyond the number of opcodes (writers number them 0, 1, ...).
-    It also refuses the EXT opcodes: they name globals through copyreg's process-wide extension
-    registry, whose cache the C unpickler consults *before* ``find_class``.
-    """
-    start = buf.tell()
+def unpickle(data: bytes | bytearray, storage_for: Callable[[Any], Storage] | None, start: int = 0,
+             budget: int = MAX_PICKLE_OBJECT_BYTES) -> tuple[Any, int, int]:  # fmt: skip
+    """The pickle at ``data[start]`` through the restricted unpickler, after ``pickle_scan.scan``
+    has bounded it (``budget``: estimated bytes of objects); returns (object, offset past its
+    STOP, estimated object bytes). Persistent ids go to ``storage_for`` (None: the pickle may
+    have none)."""
+    end, cost = scan(data, start, budget)
     try:
-        for count, (op, arg, _) in enumerate(pickletools.genops(buf)):
-            if op.name in _EXT_OPCODES:
-                raise UnsafePickle(f"refusing pickle opcode {op.name} (a global from copyreg's "
-                                   "extension registry, which bypasses the allowlist)")  # fmt: skip
-            if op.name in _MEMO_PUTS and not 0 <= int(arg) <= count:
-                raise BadFile(f"malformed pickle: memo index {arg} at opcode {count}")
+        return _RestrictedUnpickler(io.BytesIO(data[start:end]), storage_for).load(), end, cost
     except BadFile:
         raise
-    except Exception as e:
-        raise BadFile(f"malformed pickle ({type(e).__name__}: {shorten(str(e))})") from None
-    buf.seek(start)
-
-
-def unpickle(buf: io.BytesIO, storage_for: Callable[[Any], Storage] | None) -> Any:
-    """One pickle from the in-memory ``buf`` through the restricted unpickler; persistent ids go
-    to ``storage_for`` (None: the pickle may have none)."""
-    _prescan(buf)
-    try:
-        return _RestrictedUnpickler(buf, storage_for).load()
-    except BadFile:
-        raise
-    except RecursionError as e:
-        raise BadFile("pickle nests too deeply") from e
+    except RecursionError:
+        raise BadFile("pickle nests too deeply") from None
     except Exception as e:
         raise BadFile(f"malformed pickle ({type(e).__name__}: {shorten(str(e))})") from None

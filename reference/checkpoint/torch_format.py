@@ -3,25 +3,32 @@
 Reading: the zip format (torch >= 1.6: ``<archive>/data.pkl``, a pickle whose tensors point at
 storage records ``<archive>/data/<key>``) and the legacy stream (torch < 1.6: pickles followed by
 raw storages). Pickles go through :mod:`~parcnetv2.reference.checkpoint.restricted_pickle`; the
-tensor records it returns are checked against their storages here and copied into arrays.
+tensor records it returns are checked against their storages here, all of them before any storage
+is read, and then built one storage at a time (clause 13.5's memory bound).
 
 Writing: the zip format, with a data.pkl emitted opcode by opcode.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import os
 import struct
+import sys
 import zipfile
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from parcnetv2.reference.checkpoint.dtypes import DType, to_native
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, shorten
+from parcnetv2.reference.checkpoint.limits import (
+    EXPANSION_SLACK,
+    MAX_EXPANSION,
+    MAX_PICKLE_BYTES,
+    MAX_PICKLE_OBJECT_BYTES,
+    MAX_UNRETURNED_BYTES,
+)
 from parcnetv2.reference.checkpoint.restricted_pickle import (
     Storage,
     StorageType,
@@ -31,14 +38,11 @@ from parcnetv2.reference.checkpoint.restricted_pickle import (
     unpickle,
 )
 from parcnetv2.reference.checkpoint.wrappers import find_state_dict, strip_prefix
+from parcnetv2.reference.checkpoint.zip_archive import check_member, read_member, read_small_member
 
-_MAX_PICKLE_BYTES = 256 << 20  # a state_dict's data.pkl is kilobytes; bigger is abuse
-# Tensor views may overlap or broadcast (stride 0), so the arrays built can be larger than the
-# stored data; a file may not make us allocate more than this factor (plus slack) of what it stores.
-_MAX_EXPANSION = 16
-_EXPANSION_SLACK = 64 << 20
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+_LEGACY_HEADER_BUDGET = 1 << 20  # the magic number, protocol and sys_info pickles: a few hundred bytes
 _ZIP_ALIGN = 64
 
 
@@ -61,44 +65,60 @@ def _parse_pid(pid: Any, legacy: bool) -> tuple[StorageType, str, int, Any]:
     return stype, key, check_int(numel, "storage size"), pid[5] if legacy else None
 
 
-class _Materializer:
-    """Builds arrays from tensor records; ``fetch(key)`` returns a record's stored bytes.
+# ---------------------------------------------------------------------------------------------
+# building arrays from tensor records
 
-    Checks each view against its storage and bounds the total size built (``_MAX_EXPANSION``).
-    """
 
-    def __init__(self, fetch: Callable[[str], np.ndarray], byteorder: str) -> None:
-        self._fetch = fetch
-        self._byteorder = byteorder
-        self._stored: dict[str, int] = {}
-        self._built = 0
+def _is_c_contiguous(size: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    expected = 1
+    for n, s in zip(reversed(size), reversed(stride)):
+        if n != 1 and s != expected:
+            return False
+        expected *= n
+    return True
 
-    def build(self, name: str, rec: TensorRecord) -> np.ndarray:
-        """The array of tensor ``name``."""
+
+class _Plan:
+    """One tensor, checked against its storage before anything is read: its element count, the
+    bytes its array will hold, and whether it can take its storage's buffer as it is."""
+
+    def __init__(self, name: str, rec: TensorRecord, byteorder: str, users: int) -> None:
         dt, st = rec.dtype, rec.storage
-        size_b = dt.itemsize
-        if st.stype.dtype is not None and st.stype.dtype.itemsize != size_b:
-            raise BadFile(f"tensor {name!r}: dtype {dt.name} does not match its storage")
-        numel = math.prod(rec.size)
-        if numel == 0:
+        if st.stype.dtype is not None and st.stype.dtype.itemsize != dt.itemsize:
+            raise BadFile(f"tensor {shorten(name)!r}: dtype {dt.name} does not match its storage")
+        self.rec = rec
+        self.numel = math.prod(rec.size)
+        out_itemsize = 4 if dt.name == "bfloat16" else dt.itemsize
+        if math.prod(max(n, 1) for n in rec.size) * out_itemsize >= 1 << 63:
+            raise BadFile(f"tensor {shorten(name)!r}: shape {shorten(rec.size)} is too large for NumPy")
+        self.out_bytes = self.numel * out_itemsize
+        if self.numel:
+            last = rec.offset + sum((n - 1) * s for n, s in zip(rec.size, rec.stride))
+            if last >= st.count:
+                raise BadFile(
+                    f"tensor {shorten(name)!r}: view (offset {rec.offset}, size {rec.size}, stride "
+                    f"{rec.stride}) reads element {last} of a storage of {st.count} elements"
+                )
+        native = dt.itemsize == 1 or byteorder == ("<" if sys.byteorder == "little" else ">")
+        self.takes_buffer = (
+            users == 1 and native and dt.name not in ("bfloat16", "bool") and st.start == 0
+            and rec.offset == 0 and self.numel == st.count and _is_c_contiguous(rec.size, rec.stride)
+        )  # fmt: skip
+
+    def build(self, data: np.ndarray, byteorder: str) -> np.ndarray:
+        """The array, from ``data`` (the storage's bytes, uint8, ours to keep)."""
+        rec, dt, st = self.rec, self.rec.dtype, self.rec.storage
+        if not self.numel:
             return to_native(np.zeros(rec.size, dt.stored_dtype("<")), dt, copy=False)
-        last = rec.offset + sum((n - 1) * s for n, s in zip(rec.size, rec.stride))
-        if last >= st.count:
-            raise BadFile(
-                f"tensor {name!r}: view (offset {rec.offset}, size {rec.size}, stride "
-                f"{rec.stride}) reads element {last} of a storage of {st.count} elements"
-            )
-        data = self._fetch(st.key)
-        declared = (st.start + st.count) * size_b
-        if declared > data.nbytes:
-            raise BadFile(f"tensor {name!r}: storage {st.key!r} holds {data.nbytes} bytes, "
-                          f"fewer than the {declared} it declares")  # fmt: skip
-        self._stored.setdefault(st.key, data.nbytes)
-        self._built += numel * size_b
-        if self._built > _MAX_EXPANSION * sum(self._stored.values()) + _EXPANSION_SLACK:
-            raise BadFile(f"tensor {name!r}: the tensors' views add up to {self._built} bytes, "
-                          "far more than the data stored; refusing to expand the file")  # fmt: skip
-        flat = data[st.start * size_b : declared].view(dt.stored_dtype(self._byteorder))
+        size_b = dt.itemsize
+        flat = data[st.start * size_b : (st.start + st.count) * size_b].view(dt.stored_dtype(byteorder))
+        if self.takes_buffer:
+            out = flat.reshape(rec.size)
+            if rec.conj:
+                np.conjugate(out, out=out)
+            if rec.neg:
+                np.negative(out, out=out)
+            return out
         view = np.lib.stride_tricks.as_strided(
             flat[rec.offset :], shape=rec.size,
             strides=tuple(s * size_b for s in rec.stride), writeable=False,
@@ -111,6 +131,44 @@ class _Materializer:
         return out
 
 
+def materialize(sd: Mapping[str, TensorRecord], stored_bytes: Mapping[str, int],
+                fetch: Callable[[str], np.ndarray], byteorder: str) -> dict[str, np.ndarray]:  # fmt: skip
+    """The arrays of the records ``sd``; ``stored_bytes[key]`` is what storage ``key`` holds in the
+    file and ``fetch(key)`` reads it (a fresh uint8 array).
+
+    Every record is checked first; then the totals are bounded (clause 13.5): the arrays may hold
+    at most ``MAX_EXPANSION`` times the stored bytes they view (stride-0 views broadcast) plus a
+    slack, and at most ``MAX_UNRETURNED_BYTES`` of the stored bytes read may go unreturned. Then
+    each storage is read once, its tensors built, and its buffer dropped (or kept as the array
+    of the one tensor that covers it exactly), so memory peaks near the arrays' own size.
+    """
+    users: dict[str, int] = {}
+    for rec in sd.values():
+        users[rec.storage.key] = users.get(rec.storage.key, 0) + 1
+    plans = {name: _Plan(name, rec, byteorder, users[rec.storage.key]) for name, rec in sd.items()}
+    needed = {p.rec.storage.key for p in plans.values() if p.numel}
+    stored = sum(stored_bytes[k] for k in needed)
+    returned = sum(p.out_bytes for p in plans.values())
+    if returned > MAX_EXPANSION * stored + EXPANSION_SLACK:
+        raise BadFile(f"the tensors' views add up to {returned} bytes, far more than the data stored "
+                      f"({stored} bytes); refusing to expand the file")  # fmt: skip
+    if stored > returned + MAX_UNRETURNED_BYTES:
+        raise BadFile(f"the tensors view {returned} bytes of storages holding {stored} bytes; refusing to "
+                      f"read more than {MAX_UNRETURNED_BYTES >> 20} MiB that would not be returned")  # fmt: skip
+    by_storage: dict[str, list[str]] = {}
+    for name, plan in plans.items():
+        if plan.numel:
+            by_storage.setdefault(plan.rec.storage.key, []).append(name)
+    out: dict[str, np.ndarray] = {}
+    for key, names in by_storage.items():
+        data = fetch(key)
+        for name in names:
+            out[name] = plans[name].build(data, byteorder)
+        del data
+    empty = np.empty(0, np.uint8)
+    return {name: out[name] if plan.numel else plan.build(empty, byteorder) for name, plan in plans.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # reading: zip archives
 
@@ -121,22 +179,21 @@ def read_torch_zip(zf: zipfile.ZipFile, key: str | None) -> dict[str, np.ndarray
     pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pkls) != 1:
         raise BadFile("zip archive has no <archive>/data.pkl record" if not pkls
-                      else f"zip archive has several data.pkl records: {pkls[:4]}")  # fmt: skip
+                      else f"zip archive has several data.pkl records: {shorten(pkls[:4])}")  # fmt: skip
     prefix = pkls[0][: -len("data.pkl")]
     if prefix + "constants.pkl" in names or any(n.startswith(prefix + "code/") for n in names):
         raise BadFile("a TorchScript archive (torch.jit.save) is not a state_dict; save "
                       "model.state_dict() with torch.save instead")  # fmt: skip
     byteorder = "<"
     if prefix + "byteorder" in names:
-        rec = zf.read(prefix + "byteorder")
+        rec = bytes(read_small_member(zf, zf.getinfo(prefix + "byteorder"), 16, "the byteorder record"))
         if rec not in (b"little", b"big"):
             raise BadFile(f"byteorder record is {shorten(rec)}, expected b'little' or b'big'")
         byteorder = "<" if rec == b"little" else ">"
-    info = zf.getinfo(pkls[0])
-    if info.file_size > _MAX_PICKLE_BYTES:
-        raise BadFile(f"data.pkl is {info.file_size} bytes, over the {_MAX_PICKLE_BYTES} limit")
+    pkl = read_small_member(zf, zf.getinfo(pkls[0]), MAX_PICKLE_BYTES, "data.pkl")
 
     storages: dict[str, Storage] = {}
+    members: dict[str, zipfile.ZipInfo] = {}
 
     def storage_for(pid: Any) -> Storage:
         """A persistent id -> its storage, checked against the record's size."""
@@ -150,44 +207,63 @@ def read_torch_zip(zf: zipfile.ZipFile, key: str | None) -> dict[str, np.ndarray
         if rinfo.file_size != numel * size_b:
             raise BadFile(f"storage record {name!r} is {rinfo.file_size} bytes, but the pickle "
                           f"declares {numel} x {size_b}-byte elements")  # fmt: skip
+        members[skey] = rinfo
         return storages.setdefault(f"{skey}:{stype.name}", Storage(skey, stype, numel))
 
-    obj = unpickle(io.BytesIO(zf.read(info)), storage_for)
+    obj, _, _ = unpickle(pkl, storage_for)
+    del pkl
     sd = strip_prefix(find_state_dict(obj, key))
 
-    cache: dict[str, np.ndarray] = {}
-
     def fetch(skey: str) -> np.ndarray:
-        """The bytes of storage record ``skey`` (read once)."""
-        if skey not in cache:
-            cache[skey] = np.frombuffer(zf.read(f"{prefix}data/{skey}"), np.uint8)
-        return cache[skey]
+        """The bytes of storage record ``skey``."""
+        info = members[skey]
+        check_member(info)
+        data = np.empty(info.file_size, np.uint8)
+        read_member(zf, info, memoryview(data))
+        return data
 
-    m = _Materializer(fetch, byteorder)
-    return {k: m.build(k, rec) for k, rec in sd.items()}
+    return materialize(sd, {k: i.file_size for k, i in members.items()}, fetch, byteorder)
 
 
 # ---------------------------------------------------------------------------------------------
 # reading: the legacy (torch < 1.6) stream of pickles
 
 
-def read_torch_legacy(raw: bytes, key: str | None) -> dict[str, np.ndarray]:
+def _is_legacy_magic(head: bytes | bytearray) -> bool:
+    """Whether ``head`` starts with a pickle of the legacy magic number, checked without
+    unpickling anything larger than that one small integer."""
+    try:
+        obj, _, _ = unpickle(head, None, budget=1024)
+    except BadFile:
+        return False
+    return type(obj) is int and obj == _LEGACY_MAGIC
+
+
+def read_torch_legacy(f: BinaryIO, size: int, key: str | None) -> dict[str, np.ndarray]:
     """The torch < 1.6 format: pickles of the magic number, the protocol version and sys_info,
     the object (storages as persistent ids), the list of storage keys; then for each key its
-    element count (int64) and its elements, in the byte order sys_info gives."""
-    f = io.BytesIO(raw)
-    size = len(raw)
-    magic = unpickle(f, None)
-    if type(magic) is not int or magic != _LEGACY_MAGIC:
+    element count (int64) and its elements, in the byte order sys_info gives.
+
+    The pickles must fit in the file's first ``MAX_PICKLE_BYTES`` bytes; storages are read from the
+    file one at a time, only those the state_dict's tensors use. A file that does not start with
+    the magic number is a plain pickle: unpickled (within the same limits) only to say what it
+    holds, or which global it would have run."""
+    window = bytearray(f.read(min(size, MAX_PICKLE_BYTES)))
+    if not _is_legacy_magic(window):
+        if size > MAX_PICKLE_BYTES:
+            raise BadFile(f"not a torch checkpoint: neither a zip archive nor a legacy torch file, and "
+                          f"over the {MAX_PICKLE_BYTES >> 20} MiB a plain pickle may have")  # fmt: skip
+        obj, _, _ = unpickle(window, None)
         raise BadFile(
-            f"a plain pickle (it holds a {describe(magic)}), not a torch checkpoint: only "
+            f"a plain pickle (it holds a {describe(obj)}), not a torch checkpoint: only "
             "torch.save files (zip, or the legacy format with its magic number) are read"
         )
-    protocol = unpickle(f, None)
+    _, pos, _ = unpickle(window, None, budget=1024)
+    protocol, pos, _ = unpickle(window, None, pos, budget=_LEGACY_HEADER_BUDGET)
     if protocol != _LEGACY_PROTOCOL:
         raise BadFile(f"legacy torch protocol version {shorten(protocol)} "
                       f"(expected {_LEGACY_PROTOCOL})")  # fmt: skip
-    sys_info = unpickle(f, None)
+    sys_info, pos, _ = unpickle(window, None, pos, budget=_LEGACY_HEADER_BUDGET)
     if not isinstance(sys_info, dict):
         raise BadFile(f"legacy torch header holds a {describe(sys_info)}, expected a dict")
     little = sys_info.get("little_endian", True)
@@ -204,7 +280,7 @@ def read_torch_legacy(raw: bytes, key: str | None) -> dict[str, np.ndarray]:
             raise BadFile("legacy torch checkpoints have no untyped storages")
         known_type, known_numel = roots.setdefault(skey, (stype, numel))
         if known_numel != numel or known_type.dtype != stype.dtype:
-            raise BadFile(f"storage {skey!r} is declared with two different types or sizes")
+            raise BadFile(f"storage {shorten(skey)!r} is declared with two different types or sizes")
         if view is None:
             return Storage(skey, stype, numel)
         if not (isinstance(view, tuple) and len(view) == 3):
@@ -212,38 +288,57 @@ def read_torch_legacy(raw: bytes, key: str | None) -> dict[str, np.ndarray]:
         start = check_int(view[1], "storage view offset")
         count = check_int(view[2], "storage view size")
         if start + count > numel:
-            raise BadFile(f"storage view [{start}, {start + count}) is outside storage {skey!r} "
+            raise BadFile(f"storage view [{start}, {start + count}) is outside storage {shorten(skey)!r} "
                           f"of {numel} elements")  # fmt: skip
         return Storage(skey, stype, count, start)
 
-    obj = unpickle(f, storage_for)
+    obj, pos, cost = unpickle(window, storage_for, pos)
     sd = strip_prefix(find_state_dict(obj, key))
-    keys = unpickle(f, None)
+    keys, pos, _ = unpickle(window, None, pos, budget=MAX_PICKLE_OBJECT_BYTES - cost)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise BadFile("legacy torch checkpoint: the storage key list is malformed")
+    del window
     needed = {rec.storage.key for rec in sd.values()}
-    data: dict[str, np.ndarray] = {}
+    offsets: dict[str, int] = {}
     for skey in keys:
         if skey not in roots:
-            raise BadFile(f"storage {skey!r} is listed but no tensor refers to it")
+            raise BadFile(f"storage {shorten(skey)!r} is listed but no tensor refers to it")
         stype, numel = roots[skey]
+        f.seek(pos)
         head = f.read(8)
         if len(head) != 8:
-            raise BadFile(f"file ends before storage {skey!r}")
+            raise BadFile(f"file ends before storage {shorten(skey)!r}")
         stored = int.from_bytes(head, "little" if byteorder == "<" else "big")
         if stored != numel:
-            raise BadFile(f"storage {skey!r} holds {stored} elements, the pickle declares {numel}")
+            raise BadFile(f"storage {shorten(skey)!r} holds {stored} elements, the pickle declares {numel}")
         nbytes = numel * stype.dtype.itemsize
-        if nbytes > size - f.tell():
-            raise BadFile(f"file ends inside storage {skey!r} ({nbytes} bytes declared)")
+        if nbytes > size - pos - 8:
+            raise BadFile(f"file ends inside storage {shorten(skey)!r} ({nbytes} bytes declared)")
         if skey in needed:
-            data[skey] = np.frombuffer(raw, np.uint8, nbytes, f.tell())
-        f.seek(nbytes, os.SEEK_CUR)
-    missing = needed - set(data)
+            offsets[skey] = pos + 8
+        pos += 8 + nbytes
+    missing = needed - set(offsets)
     if missing:
-        raise BadFile(f"storages {sorted(missing)[:6]} are missing from the file")
-    m = _Materializer(data.__getitem__, byteorder)
-    return {k: m.build(k, rec) for k, rec in sd.items()}
+        raise BadFile(f"storages {shorten(sorted(missing)[:6])} are missing from the file")
+
+    def fetch(skey: str) -> np.ndarray:
+        stype, numel = roots[skey]
+        data = np.empty(numel * stype.dtype.itemsize, np.uint8)
+        f.seek(offsets[skey])
+        _read_exactly(f, memoryview(data), skey)
+        return data
+
+    sizes = {k: roots[k][1] * roots[k][0].dtype.itemsize for k in offsets}
+    return materialize(sd, sizes, fetch, byteorder)
+
+
+def _read_exactly(f: BinaryIO, out: memoryview, what: str) -> None:
+    pos = 0
+    while pos < len(out):
+        n = f.readinto(out[pos:])
+        if not n:
+            raise BadFile(f"file ends inside storage {shorten(what)!r}")
+        pos += n
 
 
 # ---------------------------------------------------------------------------------------------
