@@ -90,14 +90,15 @@ def depthwise_conv2d(
 
 
 def pointwise_conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    """1x1 convolution (clause 8): x (N, Cin, H, W), weight (Cout, Cin, 1, 1) -> (N, Cout, H, W)."""
+    """1x1 convolution (clause 8): x (N, Cin, H, W), weight (Cout, Cin, 1, 1) -> (N, Cout, H, W);
+    any N >= 0 (an empty batch gives an empty result)."""
     x = as_input(x)
     weight = cast(weight, x.dtype)
     if weight.ndim != 4 or weight.shape[2:] != (1, 1):
         raise InputError(f"pointwise_conv2d: weight must be (Cout, Cin, 1, 1), got {weight.shape}")
     _require_nchw(x, weight.shape[1], "pointwise_conv2d")
     n, _, h, w = x.shape
-    out = np.matmul(weight[:, :, 0, 0], x.reshape(n, x.shape[1], h * w)).reshape(n, -1, h, w)
+    out = np.matmul(weight[:, :, 0, 0], x.reshape(n, x.shape[1], h * w)).reshape(n, weight.shape[0], h, w)
     if bias is not None:
         out = out + cast(bias, x.dtype)[:, None, None]
     return out

@@ -27,35 +27,46 @@ def create(variant: str, num_classes: int = 1000, seed: int | None = None, **ove
     return Model(config, initial_state_dict(config, seed))
 
 
-_BLOCK_KEY = re.compile(r"^stages\.(\d+)\.(\d+)\.")
+_BLOCK_KEY = re.compile(r"^stages\.(\d{1,6})\.(\d{1,6})\.")  # longer indices: unexpected keys
 
 
 def infer_config(state_dict: Mapping[str, Any], interpolate: bool | int = False) -> Config:
     """The configuration a state_dict with official names describes (clause 13.4)."""
 
-    def shape_of(key: str) -> tuple[int, ...]:
+    def shape_of(key: str, rank: int) -> tuple[int, ...]:
         if key not in state_dict:
             raise WeightsError(f"cannot infer the architecture: missing key {key}")
-        return tuple(np.shape(state_dict[key]))
+        shape = tuple(np.shape(state_dict[key]))
+        if len(shape) != rank:
+            raise WeightsError(f"cannot infer the architecture: {key} has shape {shape}, expected {rank} dimensions")
+        return shape
 
     stages = 0
     while f"downsample_layers.{stages}.conv.weight" in state_dict:
         stages += 1
     if stages == 0:
-        shape_of("downsample_layers.0.conv.weight")
-    dims = tuple(shape_of(f"downsample_layers.{i}.conv.weight")[0] for i in range(stages))
+        shape_of("downsample_layers.0.conv.weight", 4)
+    dims = tuple(shape_of(f"downsample_layers.{i}.conv.weight", 4)[0] for i in range(stages))
     blocks: dict[int, set[int]] = {i: set() for i in range(stages)}
     for key in state_dict:
         match = _BLOCK_KEY.match(key)
         if match and int(match.group(1)) in blocks:
             blocks[int(match.group(1))].add(int(match.group(2)))
-    depths = tuple(max(blocks[i], default=-1) + 1 for i in range(stages))
+    # Depths count the blocks present: a stray index (stages.0.999999.x) must not make the
+    # expected configuration, and the key lists built from it, arbitrarily large.
+    for i, found in blocks.items():
+        missing = sorted(set(range(max(found, default=-1) + 1)) - found)
+        if missing:
+            shown = ", ".join(f"stages.{i}.{j}" for j in missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise WeightsError(f"cannot infer the architecture: blocks {shown} are missing ({len(missing)} of "
+                               f"{max(found) + 1})")  # fmt: skip
+    depths = tuple(len(blocks[i]) for i in range(stages))
     defaults = architecture_defaults()["global_kernel_sizes"]
     kernels = tuple(
-        shape_of(f"stages.{i}.0.token_mixer.dwconv1.conv_h.weight")[2] if depths[i] else defaults[i]
+        shape_of(f"stages.{i}.0.token_mixer.dwconv1.conv_h.weight", 4)[2] if depths[i] else defaults[i]
         for i in range(stages)
     )
-    num_classes = shape_of("head.weight")[0]
+    num_classes = shape_of("head.weight", 2)[0]
     return Config(
         depths=depths,
         dims=dims,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from parcnetv2.errors import InputError, WeightsError
+from parcnetv2.errors import InputError, WeightsError, one_line
 from parcnetv2.reference.architecture import Component, Config, components, parameter_shapes
 from parcnetv2.reference.components import REFERENCE, Trace, subtree
 from parcnetv2.reference.dtypes import as_input
@@ -21,7 +21,7 @@ MAX_LISTED_KEYS = 20  # a message stays readable; the count says how many more t
 
 
 def _key_list(keys: list[str]) -> str:
-    shown = ", ".join(keys[:MAX_LISTED_KEYS])
+    shown = ", ".join(one_line(str(k), 100) for k in keys[:MAX_LISTED_KEYS])
     return shown if len(keys) <= MAX_LISTED_KEYS else f"{shown}, ... and {len(keys) - MAX_LISTED_KEYS} more"
 
 
