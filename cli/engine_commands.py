@@ -13,21 +13,23 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from parcnetv2.cli.arguments import (
+    MAX_BATCH,
+    MAX_CLASSES,
+    MAX_RESOLUTION,
+    MAX_RUNS,
+    MAX_THREADS,
+    int_in,
+    name_list,
+)
+from parcnetv2.cli.values import require_finite
 from parcnetv2.errors import InputError
 
 __all__ = ["ENGINE_SUBCOMMANDS"]
 
 BATCH = 8  # images per engine call in predict
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+MAX_LABELS_BYTES = 64 << 20  # a label file: one short name per class
+MAX_PLOTTED_CHANNELS = 64  # rows of the plot-kernels figure
 
 
 # ---------------------------------------------------------------------------- predict
@@ -36,9 +38,14 @@ def _positive(text: str) -> int:
 def _labels(path: str | None, num_classes: int) -> list[str] | None:
     if path is None:
         return None
+    from parcnetv2.files import open_regular
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            names = [line.strip() for line in fh.read().splitlines()]
+        with open_regular(path) as fh:
+            data = fh.read(MAX_LABELS_BYTES + 1)
+        if len(data) > MAX_LABELS_BYTES:
+            raise InputError(f"--labels {path}: over {MAX_LABELS_BYTES >> 20} MiB, not a list of class names")
+        names = [line.strip() for line in data.decode("utf-8").splitlines()]
     except UnicodeDecodeError as exc:
         raise InputError(f"--labels {path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     while names and not names[-1]:
@@ -72,6 +79,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for start in range(0, len(args.images), BATCH):
             paths = args.images[start : start + BATCH]
             logits = model(np.stack([load_image(p) for p in paths])).astype(np.float64)
+            hint = "the weights hold non-finite or extreme values"
+            require_finite(logits, f"the logits of {', '.join(paths)}", hint=hint)
             shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
             probabilities = shifted / shifted.sum(axis=1, keepdims=True)
             for path, p in zip(paths, probabilities):
@@ -108,8 +117,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, help="weights file (.pth, .pt, .npz, .safetensors)")
     p.add_argument("--variant", help="official variant the weights must be (default: inferred from the weights)")
     p.add_argument("--labels", help="class names, one per line, in class-index order")
-    p.add_argument("--top", type=_positive, default=5, help="classes listed per image (default 5)")
-    p.add_argument("--threads", type=_positive, help="threads (default: the libraries' defaults)")
+    p.add_argument("--top", type=int_in(1, MAX_CLASSES), default=5, help="classes listed per image (default 5)")
+    p.add_argument(
+        "--threads", type=int_in(1, MAX_THREADS), help=f"threads, 1..{MAX_THREADS} (default: the libraries' defaults)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.set_defaults(func=_cmd_predict)
 
@@ -125,8 +136,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     unknown = [f for f in args.frameworks if f not in comparisons.FRAMEWORKS]
     if unknown:
         raise InputError(f"--frameworks: unknown {', '.join(unknown)}; choose from {', '.join(comparisons.FRAMEWORKS)}")
-    if args.resolution < 3:
-        raise InputError(f"--resolution {args.resolution}: the model needs at least 3 pixels")
     try:
         results, notes = comparisons.run(
             args.variant,
@@ -186,18 +195,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="latency and peak memory: engine vs ONNX Runtime vs PyTorch (where installed)")
     p.add_argument("--variant", required=True, help="official variant")
-    p.add_argument("--batch", type=_positive, default=1, help="images per call (default 1)")
+    p.add_argument("--batch", type=int_in(1, MAX_BATCH), default=1, help=f"images per call, 1..{MAX_BATCH} (default 1)")
     p.add_argument(
-        "--threads", type=_positive, default=os.cpu_count() or 1, help="threads of every framework (default: all CPUs)"
+        "--threads",
+        type=int_in(1, MAX_THREADS),
+        default=min(os.cpu_count() or 1, MAX_THREADS),
+        help=f"threads of every framework, 1..{MAX_THREADS} (default: all CPUs)",
     )
-    p.add_argument("--resolution", type=_positive, default=224, help="square input size (default 224)")
-    p.add_argument("--runs", type=_positive, default=20, help="timed runs (default 20)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument(
+        "--resolution",
+        type=int_in(3, MAX_RESOLUTION),
+        default=224,
+        help=f"square input size, 3..{MAX_RESOLUTION} (default 224)",
+    )
+    p.add_argument("--runs", type=int_in(1, MAX_RUNS), default=20, help=f"timed runs, 1..{MAX_RUNS} (default 20)")
+    p.add_argument(
+        "--warmup", type=int_in(0, MAX_RUNS), default=5, help=f"untimed runs first, 0..{MAX_RUNS} (default 5)"
+    )
     p.add_argument(
         "--frameworks",
-        type=lambda s: [f.strip() for f in s.split(",") if f.strip()],
+        type=name_list(("engine", "onnxruntime", "torch")),
         default=["engine", "onnxruntime", "torch"],
-        help="comma-separated subset of engine,onnxruntime,torch",
+        help="comma-separated, non-empty subset of engine,onnxruntime,torch",
     )
     p.add_argument("--weights", help="weights file (default: random weights)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -226,7 +245,12 @@ def _add_plot_kernels(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", type=int, required=True, help="stage index (0-based)")
     p.add_argument("--block", type=int, required=True, help="block index within the stage (0-based)")
     p.add_argument("--out", required=True, help="output figure, e.g. kernels.png")
-    p.add_argument("--channels", type=_positive, default=4, help="channels shown (default 4, the strongest)")
+    p.add_argument(
+        "--channels",
+        type=int_in(1, MAX_PLOTTED_CHANNELS),
+        default=4,
+        help=f"channels shown, 1..{MAX_PLOTTED_CHANNELS} (default 4, the strongest)",
+    )
     p.add_argument("--variant", help="official variant the weights must be (default: inferred)")
     p.set_defaults(func=_cmd_plot_kernels)
 

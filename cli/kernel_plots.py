@@ -8,6 +8,7 @@ Requires matplotlib (the ``plot`` extra); importing this module does not.
 from __future__ import annotations
 
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,9 @@ def oversized_kernels(model: Any, stage: int, block: int) -> tuple[np.ndarray, n
 
 
 def plot_kernels(model: Any, stage: int, block: int, out: str | PathLike, channels: int = 4) -> list[int]:
-    """Write the figure to ``out`` (format from its extension) and return the channels shown: the
-    ``channels`` channels whose 2-D kernels have the largest norm ||k_h|| ||k_w||."""
+    """Write the figure to exactly ``out`` (format from its extension, PNG without one) and return
+    the channels shown: the ``channels`` channels whose 2-D kernels have the largest norm
+    ||k_h|| ||k_w||."""
     plt = require_matplotlib()
     k_h, k_w = oversized_kernels(model, stage, block)
     energy = np.linalg.norm(k_h, axis=1) * np.linalg.norm(k_w, axis=1)
@@ -76,7 +78,7 @@ def plot_kernels(model: Any, stage: int, block: int, out: str | PathLike, channe
     fig.suptitle(f"{name}, stages.{stage}.{block}.token_mixer.dwconv1: oversized kernels and their outer products")
     fig.tight_layout()
     try:
-        fig.savefig(out, dpi=80)
+        fig.savefig(out, dpi=80, format=None if Path(out).suffix else "png")  # no ".png" appended
     except ValueError as exc:  # an unknown image format from the file extension
         raise InputError(f"cannot write {out}: {exc}") from None
     finally:

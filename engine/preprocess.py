@@ -10,25 +10,44 @@ interpolation "bicubic", crop_pct ``DEFAULT_CROP_PCT`` = 0.875, mean ``IMAGENET_
 longer side to int(256 * long / short), torchvision's ``Resize``), crops the centre 224 x 224
 (offsets int(round((size - 224) / 2))), scales to [0, 1] and normalises.
 
+Limits (clause 15.6): an image is decoded only when the size its header declares is at most
+``MAX_IMAGE_PIXELS`` (Pillow's own default limit, applied here whatever Pillow is set to), and
+resized only when the resized image (shorter side 256) has at most ``MAX_RESIZED_PIXELS``: a
+157-byte 1 x 20000 PNG would otherwise be resized to 256 x 5,120,000 pixels (3.9 GB). Only
+regular files are opened (a FIFO would block).
+
 Requires Pillow (the ``images`` extra); importing this module does not.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from os import PathLike
 from typing import Any
 
 import numpy as np
 
 from parcnetv2.errors import InputError
+from parcnetv2.files import open_regular
 
-__all__ = ["CROP_PCT", "IMAGE_SIZE", "MEAN", "STD", "load_image", "require_pillow"]
+__all__ = [
+    "CROP_PCT",
+    "IMAGE_SIZE",
+    "MAX_IMAGE_PIXELS",
+    "MAX_RESIZED_PIXELS",
+    "MEAN",
+    "STD",
+    "load_image",
+    "require_pillow",
+]
 
 IMAGE_SIZE = 224
 CROP_PCT = 0.875
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+MAX_IMAGE_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS default: 256 MiB of 24-bit pixels / 3
+MAX_RESIZED_PIXELS = 1 << 24  # 256 x 65536: aspect ratios up to 256:1
 
 
 def require_pillow() -> Any:
@@ -40,24 +59,41 @@ def require_pillow() -> Any:
     return Image
 
 
+def _resized_size(w: int, h: int, scale: int) -> tuple[int, int]:
+    """torchvision's Resize(scale): the shorter side to ``scale``, the longer in proportion."""
+    return (scale, int(scale * h / w)) if w <= h else (int(scale * w / h), scale)
+
+
 def load_image(path: str | PathLike, size: int = IMAGE_SIZE, crop_pct: float = CROP_PCT) -> np.ndarray:
     """The image at ``path`` as the official evaluation feeds it: float32 (3, size, size), CHW,
-    RGB, normalised. InputError when the file is missing or not an image Pillow can decode."""
+    RGB, normalised. InputError when the file is missing, not a regular file, not an image Pillow
+    can decode, or over the pixel limits (``MAX_IMAGE_PIXELS`` decoded, ``MAX_RESIZED_PIXELS``
+    resized; both checked from the header before decoding)."""
     image_module = require_pillow()
+    scale = math.floor(size / crop_pct)
     try:
-        with image_module.open(path) as img:
-            img.load()
-            rgb = img.convert("RGB")
+        with open_regular(path) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", image_module.DecompressionBombWarning)  # our limits apply
+            with image_module.open(f) as img:
+                w, h = img.size
+                if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
+                    raise InputError(f"image {path} is {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS:,}")
+                new_w, new_h = _resized_size(w, h, scale)
+                if new_w * new_h > MAX_RESIZED_PIXELS:
+                    raise InputError(
+                        f"image {path} is {w}x{h} pixels: resizing its shorter side to {scale} makes "
+                        f"{new_w}x{new_h}, over the limit of {MAX_RESIZED_PIXELS:,} pixels (aspect ratio too extreme)"
+                    )
+                img.load()
+                rgb = img.convert("RGB")
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"image not found: {path}") from None
-    except (OSError, ValueError, image_module.DecompressionBombError) as exc:
-        raise InputError(f"cannot read image {path}: {exc}") from None
-    scale = math.floor(size / crop_pct)
-    w, h = rgb.size
-    if w <= h:
-        new_w, new_h = scale, int(scale * h / w)
-    else:
-        new_w, new_h = int(scale * w / h), scale
+    except image_module.UnidentifiedImageError:  # its message shows the file object's repr
+        raise InputError(f"cannot read image {path}: not an image format Pillow can read") from None
+    except (OSError, ValueError, EOFError, image_module.DecompressionBombError) as exc:
+        raise InputError(f"cannot read image {path}: {getattr(exc, 'strerror', None) or exc}") from None
     resized = rgb.resize((new_w, new_h), image_module.Resampling.BICUBIC)
     top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)
     crop = resized.crop((left, top, left + size, top + size))
