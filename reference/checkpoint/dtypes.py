@@ -94,8 +94,10 @@ def to_native(raw: np.ndarray, dt: DType, copy: bool) -> np.ndarray:
 
     ``raw`` may be a read-only strided view (``copy=True``) or a fresh array of ours.
     """
-    if dt.name == "bfloat16":  # the upper half of a float32: exact
-        return np.asarray((raw.astype(np.uint32) << 16).view(np.float32), order="C")
+    if dt.name == "bfloat16":  # the upper half of a float32: exact; one new array, shifted in place
+        wide = raw.astype(np.uint32, order="C")
+        wide <<= 16
+        return wide.view(np.float32)
     if dt.name == "bool":  # any nonzero byte is True, as in torch
         return np.asarray(raw.view(np.uint8) != 0, order="C")
     if copy:

@@ -37,10 +37,18 @@ CHUNK = 1 << 20
 MAX_EXPANSION = 16
 EXPANSION_SLACK = 64 << 20
 #: Stored bytes a reader may read without returning them (storages only partly viewed).
-MAX_UNRETURNED_BYTES = 64 << 20
+MAX_UNRETURNED_BYTES = 32 << 20
 
 #: safetensors: the JSON header's bytes, and the estimated bytes of the objects parsing it makes.
 MAX_SAFETENSORS_HEADER = 16 << 20
 MAX_JSON_OBJECT_BYTES = 64 << 20
 #: .npy headers (NumPy's own default limit).
 MAX_NPY_HEADER = 10000
+
+# The bounds these limits give (clause 13.5), stated for tests and documentation: peak memory
+# above the interpreter's own stays within MEMORY_MULTIPLE x the bytes of the arrays returned plus
+# MEMORY_ALLOWANCE; CPU time within TIME_ALLOWANCE_S plus TIME_PER_BYTE_S per byte of file.
+MEMORY_MULTIPLE = 2
+MEMORY_ALLOWANCE = 128 << 20
+TIME_ALLOWANCE_S = 2.0
+TIME_PER_BYTE_S = 5e-6

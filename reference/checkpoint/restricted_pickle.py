@@ -390,15 +390,17 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storage_for(pid)
 
 
-def unpickle(data: bytes | bytearray, storage_for: Callable[[Any], Storage] | None, start: int = 0,
+def unpickle(data: bytes, storage_for: Callable[[Any], Storage] | None, start: int = 0,
              budget: int = MAX_PICKLE_OBJECT_BYTES) -> tuple[Any, int, int]:  # fmt: skip
     """The pickle at ``data[start]`` through the restricted unpickler, after ``pickle_scan.scan``
     has bounded it (``budget``: estimated bytes of objects); returns (object, offset past its
     STOP, estimated object bytes). Persistent ids go to ``storage_for`` (None: the pickle may
     have none)."""
     end, cost = scan(data, start, budget)
+    stream = io.BytesIO(data)  # shares the bytes of a bytes object: no copy
+    stream.seek(start)
     try:
-        return _RestrictedUnpickler(io.BytesIO(data[start:end]), storage_for).load(), end, cost
+        return _RestrictedUnpickler(stream, storage_for).load(), end, cost
     except BadFile:
         raise
     except RecursionError:

@@ -186,7 +186,7 @@ def read_torch_zip(zf: zipfile.ZipFile, key: str | None) -> dict[str, np.ndarray
                       "model.state_dict() with torch.save instead")  # fmt: skip
     byteorder = "<"
     if prefix + "byteorder" in names:
-        rec = bytes(read_small_member(zf, zf.getinfo(prefix + "byteorder"), 16, "the byteorder record"))
+        rec = read_small_member(zf, zf.getinfo(prefix + "byteorder"), 16, "the byteorder record")
         if rec not in (b"little", b"big"):
             raise BadFile(f"byteorder record is {shorten(rec)}, expected b'little' or b'big'")
         byteorder = "<" if rec == b"little" else ">"
@@ -213,6 +213,7 @@ def read_torch_zip(zf: zipfile.ZipFile, key: str | None) -> dict[str, np.ndarray
     obj, _, _ = unpickle(pkl, storage_for)
     del pkl
     sd = strip_prefix(find_state_dict(obj, key))
+    del obj  # the rest of a training checkpoint (optimizer state ...) is freed before any storage is read
 
     def fetch(skey: str) -> np.ndarray:
         """The bytes of storage record ``skey``."""
@@ -229,7 +230,7 @@ def read_torch_zip(zf: zipfile.ZipFile, key: str | None) -> dict[str, np.ndarray
 # reading: the legacy (torch < 1.6) stream of pickles
 
 
-def _is_legacy_magic(head: bytes | bytearray) -> bool:
+def _is_legacy_magic(head: bytes) -> bool:
     """Whether ``head`` starts with a pickle of the legacy magic number, checked without
     unpickling anything larger than that one small integer."""
     try:
@@ -248,7 +249,7 @@ def read_torch_legacy(f: BinaryIO, size: int, key: str | None) -> dict[str, np.n
     file one at a time, only those the state_dict's tensors use. A file that does not start with
     the magic number is a plain pickle: unpickled (within the same limits) only to say what it
     holds, or which global it would have run."""
-    window = bytearray(f.read(min(size, MAX_PICKLE_BYTES)))
+    window = f.read(min(size, MAX_PICKLE_BYTES))
     if not _is_legacy_magic(window):
         if size > MAX_PICKLE_BYTES:
             raise BadFile(f"not a torch checkpoint: neither a zip archive nor a legacy torch file, and "
@@ -294,6 +295,7 @@ def read_torch_legacy(f: BinaryIO, size: int, key: str | None) -> dict[str, np.n
 
     obj, pos, cost = unpickle(window, storage_for, pos)
     sd = strip_prefix(find_state_dict(obj, key))
+    del obj
     keys, pos, _ = unpickle(window, None, pos, budget=MAX_PICKLE_OBJECT_BYTES - cost)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise BadFile("legacy torch checkpoint: the storage key list is malformed")

@@ -138,11 +138,11 @@ def _skip(m: Any, count: int) -> None:
         count -= len(piece)
 
 
-def read_small_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, what: str) -> bytearray:
+def read_small_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, what: str) -> bytes:
     """The whole member, which must hold at most ``limit`` bytes (``what`` names it in errors)."""
     check_member(info)
     if info.file_size > limit:
         raise BadFile(f"{what} is {info.file_size} bytes, over the limit of {limit}")
     buf = bytearray(info.file_size)
     read_member(zf, info, memoryview(buf))
-    return buf
+    return bytes(buf)
