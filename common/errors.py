@@ -65,7 +65,10 @@ def _plain_repr(value: object, depth: int) -> str:
         return f"{open_}{', '.join(parts)}{trailing}{more}{close}"
     described = getattr(value, "describe", None)  # the weights readers' stand-ins describe themselves
     if callable(described):
-        return str(described())
+        try:
+            return str(described())
+        except Exception:  # not one of ours after all
+            pass
     return _article(type(value).__name__.strip("_"))
 
 

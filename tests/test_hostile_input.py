@@ -11,23 +11,32 @@ before issue 10 every case here fails: by memory, time, a hang, a traceback or a
 
 from __future__ import annotations
 
-import bz2
-import functools
-import io
 import json
 import os
-import pickle
 import stat
 import struct
 import subprocess
 import sys
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_files import (  # tests/, on the test path (pyproject.toml)
+    MIB,
+    Member,
+    global_op,
+    legacy_head,
+    member,
+    npy_header,
+    state_dict_pickle,
+    text_op,
+    torch_zip,
+    with_storage,
+    zeros_compressed,
+    zip_bytes,
+)
 
 from parcnetv2 import reference
 from parcnetv2.errors import CheckpointError
@@ -37,7 +46,7 @@ from parcnetv2.reference.initialization import random_state_dict
 from parcnetv2.spec.tolerance import assert_relative
 
 HELPER = Path(__file__).with_name("limited_child.py")
-MIB = 1 << 20
+ZEROS = 256 * MIB  # a scaled-down "GiB of zeros": refused the same way, and quicker to build
 ADDRESS_SPACE = 3 << 30  # far above every bound below: the assertions, not the limit, decide
 CPU_SECONDS = 60
 WALL_TIMEOUT = 60.0
@@ -100,7 +109,7 @@ def run_limited(argv: list[str], cwd: Path, timeout: float = WALL_TIMEOUT) -> Ou
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    read = lambda p: Path(p).read_text(errors="replace")  # noqa: E731
+    read = lambda p: Path(p).readtext_op(errors="replace")  # noqa: E731
     return Outcome(**report, stdout=read(spec["stdout"]), stderr=read(spec["stderr"]))
 
 
@@ -148,29 +157,6 @@ def assert_bounded(outcome: Outcome, base: Outcome, file_bytes: int, returned: i
     assert outcome.cpu_s <= cpu, f"CPU {outcome.cpu_s:.2f} s > bound {cpu:.2f} s"
 
 
-# ---------------------------------------------------------------------------------------------
-# building files: pickles, zip archives by hand (any method, any declared size)
-
-
-def _text(s: str) -> bytes:
-    b = s.encode()
-    return b"X" + struct.pack("<I", len(b)) + b
-
-
-def _global(module: str, name: str) -> bytes:
-    return f"c{module}\n{name}\n".encode()
-
-
-def state_dict_pickle(size: bytes = b"(K\x04t", stride: bytes = b"(K\x01t", numel: int = 4) -> bytes:
-    """data.pkl of {'w': a float32 tensor on storage '0' of ``numel`` elements}; ``size`` and
-    ``stride`` are the opcodes that push them."""
-    pid = (b"(" + _text("storage") + _global("torch", "FloatStorage") + _text("0") + _text("cpu") + b"J"
-           + struct.pack("<i", numel) + b"tQ")  # fmt: skip
-    tensor = (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + pid + b"K\x00" + size + stride + b"\x89"
-              + _global("collections", "OrderedDict") + b")RtR")  # fmt: skip
-    return b"\x80\x02}(" + _text("w") + tensor + b"u."
-
-
 # Pickles that create one object per opcode or two: 8 MiB of each would make gigabytes.
 BOMB_BYTES = 8 * MIB
 # fmt: off
@@ -178,7 +164,7 @@ BOMBS = {
     "set": b"\x80\x02" + b"\x8f" * BOMB_BYTES + b".",  # EMPTY_SET
     "dict": b"\x80\x02" + b"}" * BOMB_BYTES + b".",  # EMPTY_DICT
     "list": b"\x80\x02" + b"]" * BOMB_BYTES + b".",  # EMPTY_LIST
-    "ordered_dict_calls": b"\x80\x02" + _global("collections", "OrderedDict") + b"q\x00"
+    "ordered_dict_calls": b"\x80\x02" + global_op("collections", "OrderedDict") + b"q\x00"
     + b"h\x00)R" * (BOMB_BYTES // 4) + b".",  # OrderedDict() again and again
     "one_tuple_per_int": b"\x80\x02" + b"M\x01\x01\x85" * (BOMB_BYTES // 4) + b".",  # (257,) each
     "strings": b"\x80\x02" + b"\x8c\x01a" * (BOMB_BYTES // 3) + b".",  # 'a' each (one object)
@@ -186,75 +172,6 @@ BOMBS = {
     "marks": b"\x80\x02" + b"(" * BOMB_BYTES + b".",
 }
 # fmt: on
-
-
-@dataclass
-class Member:
-    name: str
-    payload: bytes  # as stored in the archive
-    method: int = zipfile.ZIP_STORED
-    crc: int = 0
-    size: int = 0  # declared uncompressed size
-
-
-def member(name: str, data: bytes, method: int = zipfile.ZIP_STORED, declared: int | None = None) -> Member:
-    if method == zipfile.ZIP_DEFLATED:
-        c = zlib.compressobj(9, zlib.DEFLATED, -15)
-        payload = c.compress(data) + c.flush()
-    elif method == zipfile.ZIP_BZIP2:
-        payload = bz2.compress(data, 9)
-    else:
-        payload = data
-    return Member(name, payload, method, zlib.crc32(data), len(data) if declared is None else declared)
-
-
-def zip_bytes(members: list[Member]) -> bytes:
-    """A zip archive written field by field, so that methods, sizes and CRCs are what we say."""
-    out, central = io.BytesIO(), io.BytesIO()
-    for m in members:
-        name = m.name.encode()
-        offset = out.tell()
-        fields = (20, 0, m.method, 0, 0x21, m.crc, len(m.payload), m.size, len(name))
-        out.write(b"PK\x03\x04" + struct.pack("<HHHHHIIIHH", *fields, 0) + name + m.payload)
-        central.write(b"PK\x01\x02" + struct.pack("<HHHHHHIIIHHHHHII", 20, *fields, 0, 0, 0, 0, 0, offset) + name)
-    cd = central.getvalue()
-    eocd = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, len(members), len(members), len(cd), out.tell(), 0)
-    return out.getvalue() + cd + eocd
-
-
-def torch_zip(data_pkl: Member, storages: list[Member] = ()) -> bytes:
-    return zip_bytes([data_pkl, member("archive/byteorder", b"little"), *storages, member("archive/version", b"3\n")])
-
-
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-
-
-def legacy_head() -> bytes:
-    return b"".join(pickle.dumps(x, 2) for x in (LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}))
-
-
-@functools.cache
-def zeros_compressed(method: int, nbytes: int, prefix: bytes = b"") -> bytes:
-    """``prefix`` then ``nbytes`` zeros, compressed in one stream (fed in 1 MiB pieces)."""
-    c = bz2.BZ2Compressor(9) if method == zipfile.ZIP_BZIP2 else zlib.compressobj(9, zlib.DEFLATED, -15)
-    piece = bytes(MIB)
-    return c.compress(prefix) + b"".join(c.compress(piece) for _ in range(nbytes // MIB)) + c.flush()
-
-
-ZEROS = 256 * MIB  # a scaled-down "GiB of zeros": refused the same way, and quicker to build
-
-
-def npy_header(shape: tuple | str, dtype: str = "<f4") -> bytes:
-    """An .npy header (version 1.0) for ``shape`` (a tuple, or its text)."""
-    text = shape if isinstance(shape, str) else repr(shape)
-    header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {text}, }}".encode()
-    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
-
-
-def with_storage(data_pkl: bytes, storage: Member | None = None) -> bytes:
-    storage = storage if storage is not None else member("archive/data/0", bytes(16))
-    return torch_zip(member("archive/data.pkl", data_pkl), [storage])
 
 
 def hostile_weights(kind: str, tmp: Path) -> tuple[Path, tuple[str, ...]]:
@@ -623,28 +540,22 @@ def test_plot_without_extension_is_written_where_reported(cli, cli_files: Path, 
 # fmt: off
 REPR_BAITS = {
     # a persistent id whose storage type is another allowed global
-    "storage type": b"\x80\x02}(" + _text("w") + b"(" + _text("storage") + _global("collections", "OrderedDict")
-    + _text("0") + _text("cpu") + b"K\x04tQu.",
+    "storage type": b"\x80\x02}(" + text_op("w") + b"(" + text_op("storage") + global_op("collections", "OrderedDict")
+    + text_op("0") + text_op("cpu") + b"K\x04tQu.",
     # a rebuild whose size is a tensor-record stand-in
-    "size": state_dict_pickle(size=b"(" + _global("torch", "FloatStorage") + b"t"),
+    "size": state_dict_pickle(size=b"(" + global_op("torch", "FloatStorage") + b"t"),
     # a rebuild whose storage argument is a dtype stand-in
-    "storage arg": b"\x80\x02}(" + _text("w") + _global("torch._utils", "_rebuild_tensor_v2") + b"("
-    + _global("torch", "float32") + b"K\x00(t(t\x89" + _global("collections", "OrderedDict") + b")RtRu.",
+    "storage arg": b"\x80\x02}(" + text_op("w") + global_op("torch._utils", "_rebuild_tensor_v2") + b"("
+    + global_op("torch", "float32") + b"K\x00(t(t\x89" + global_op("collections", "OrderedDict") + b")RtRu.",
     # a Parameter of a non-tensor
-    "parameter": b"\x80\x02}(" + _text("w") + _global("torch._utils", "_rebuild_parameter") + b"("
-    + _global("torch", "Tensor") + b"\x89" + _global("collections", "OrderedDict") + b")RtRu.",
+    "parameter": b"\x80\x02}(" + text_op("w") + global_op("torch._utils", "_rebuild_parameter") + b"("
+    + global_op("torch", "Tensor") + b"\x89" + global_op("collections", "OrderedDict") + b")RtRu.",
     # a persistent id that is not a tuple
-    "pid": b"\x80\x02}(" + _text("w") + _global("torch", "UntypedStorage") + b"Qu.",
+    "pid": b"\x80\x02}(" + text_op("w") + global_op("torch", "UntypedStorage") + b"Qu.",
     # metadata holding globals
-    "metadata": state_dict_pickle().replace(b"\x89" + _global("collections", "OrderedDict") + b")RtR",
-                                            b"\x89" + _global("collections", "OrderedDict") + b")R}("
-                                            + _global("torch", "Tensor") + _global("torch", "Tensor") + b"utR"),
-    # BUILD on a stand-in
-    "build": b"\x80\x02" + _global("torch", "FloatStorage") + b"}b.",
-    # a state_dict entry that is a global
-    "entry": b"\x80\x02}(" + _text("w") + _global("collections", "OrderedDict") + b"u.",
-    # names with newlines and escapes
-    "name": b"\x80\x02}(" + _text("a\nb\x1b[31m" + "x" * 5000) + b"K\x01u.",
+    "metadata": state_dict_pickle().replace(b"\x89" + global_op("collections", "OrderedDict") + b")RtR",
+                                            b"\x89" + global_op("collections", "OrderedDict") + b")R}("
+                                            + global_op("torch", "Tensor") + global_op("torch", "Tensor") + b"utR"),
 }
 # fmt: on
 
@@ -658,18 +569,6 @@ def test_error_messages_show_no_object_reprs(tmp_path: Path, bait: str) -> None:
     message = str(e.value)
     assert "\n" not in message and "\x1b" not in message and len(message) < 1000, message
     assert not any(r in message for r in OBJECT_REPR) and " at 0x" not in message, message
-
-
-def test_overlapping_zip_members_are_refused(tmp_path: Path) -> None:
-    """Two directory entries for one local record: their data adds up to more than the file."""
-    blob = zip_bytes([member("a.npy", npy_header((4,)) + bytes(16))])
-    at, end = blob.index(b"PK\x01\x02"), blob.index(b"PK\x05\x06")
-    entry = blob[at:end]
-    cd = entry + entry.replace(b"a.npy", b"b.npy")
-    path = tmp_path / "o.npz"
-    path.write_bytes(blob[:at] + cd + b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 2, 2, len(cd), at, 0))
-    with pytest.raises(CheckpointError, match="overlap"):
-        read_state_dict(path)
 
 
 # ---------------------------------------------------------------------------------------------

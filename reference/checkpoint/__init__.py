@@ -48,7 +48,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
-from parcnetv2.errors import CheckpointError, UnsafeCheckpointError, WeightsError, one_line
+from parcnetv2.errors import CheckpointError, UnsafeCheckpointError, WeightsError, brief, one_line
 from parcnetv2.files import open_regular
 from parcnetv2.reference.checkpoint.dtypes import NUMPY_DTYPE_NAMES, DType, from_numpy
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, UnsafePickle, shorten
@@ -228,15 +228,15 @@ def _prepare(sd: Mapping[str, Any]) -> list[tuple[str, np.ndarray, DType]]:
     out = []
     for k, v in sd.items():
         if not isinstance(k, str):
-            raise WeightsError(f"state_dict name {k!r} is not a string")
+            raise WeightsError(f"state_dict name {brief(k)} is not a string")
         try:
             k.encode("utf-8")
         except UnicodeEncodeError:
-            raise WeightsError(f"state_dict name {k!r} is not valid Unicode") from None
+            raise WeightsError(f"state_dict name {brief(k)} is not valid Unicode") from None
         arr = np.asarray(v)
         dt = from_numpy(arr.dtype)
         if dt is None:
-            raise WeightsError(f"{k!r}: dtype {arr.dtype} cannot be stored "
+            raise WeightsError(f"{brief(k)}: dtype {arr.dtype} cannot be stored "
                                f"(supported: {NUMPY_DTYPE_NAMES})")  # fmt: skip
         arr = np.asarray(arr, dtype=arr.dtype.newbyteorder("<"), order="C")
         out.append((k, arr, dt))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.lib.format as npy_format
 
-from parcnetv2.errors import WeightsError
+from parcnetv2.errors import WeightsError, brief
 from parcnetv2.reference.checkpoint.dtypes import NUMPY_DTYPE_NAMES, DType, from_numpy, to_native
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, shorten
 from parcnetv2.reference.checkpoint.limits import MAX_EXTENT, MAX_INT_DIGITS, MAX_NDIM, MAX_NPY_HEADER
@@ -110,16 +110,16 @@ def read_npz(zf: zipfile.ZipFile) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for info in zf.infolist():
         if not info.filename.endswith(".npy"):
-            raise BadFile(f"npz member {shorten(info.filename)!r} is not an .npy array")
+            raise BadFile(f"npz member {brief(info.filename)} is not an .npy array")
         name = info.filename[: -len(".npy")]
         if name in out:
-            raise BadFile(f"npz holds array {shorten(name)!r} twice")
+            raise BadFile(f"npz holds array {brief(name)} twice")
         check_member(info)
 
         def read_into(buf: memoryview, start: int, info: zipfile.ZipInfo = info) -> None:
             read_member(zf, info, buf, start)
 
-        out[name] = read_npy(read_into, info.file_size, f"array {shorten(name)!r}")
+        out[name] = read_npy(read_into, info.file_size, f"array {brief(name)}")
     return strip_prefix(out)
 
 
@@ -127,7 +127,7 @@ def write_npz(f: Any, arrays: list[tuple[str, np.ndarray, DType]]) -> None:
     """An uncompressed .npz of prepared (name, little-endian array, dtype) entries."""
     for k, _, _ in arrays:
         if "\x00" in k:
-            raise WeightsError(f"{k!r}: .npz member names cannot contain NUL")
+            raise WeightsError(f"{brief(k)}: .npz member names cannot contain NUL")
     with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         for k, arr, _ in arrays:
             with zf.open(k + ".npy", "w", force_zip64=True) as m:

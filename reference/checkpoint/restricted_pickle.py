@@ -100,7 +100,8 @@ class _Ignored:
     def __setstate__(self, state: Any) -> None:
         pass
 
-    def describe(self) -> str:
+    @classmethod
+    def describe(cls) -> str:  # the class itself is what find_class hands out
         return "argparse.Namespace"
 
     def __repr__(self) -> str:
@@ -138,7 +139,7 @@ class TensorRecord(_Sentinel):
 
 def describe(v: Any) -> str:
     """What an unpickled value is, for error messages ("tensor", "dict", ...)."""
-    if isinstance(v, (_Sentinel, _Ignored)):
+    if isinstance(v, (_Sentinel, _Ignored)) or v is _Ignored:
         return v.describe()
     return type(v).__name__.strip("_")
 
@@ -170,11 +171,11 @@ def _tensor_record(storage: Storage, offset: Any, size: Any, stride: Any, dtype:
         raise BadFile("malformed tensor: an untyped storage needs _rebuild_tensor_v3's dtype")
     size, stride = _check_dims(size, "size"), _check_dims(stride, "stride")
     if len(size) != len(stride):
-        raise BadFile(f"malformed tensor: size {size} and stride {stride} differ in length")
+        raise BadFile(f"malformed tensor: size {shorten(size)} and stride {shorten(stride)} differ in length")
     conj = neg = False
     if metadata is not None:
         if not isinstance(metadata, dict):
-            raise BadFile(f"malformed tensor: metadata is {shorten(metadata)}")
+            raise BadFile(f"malformed tensor: metadata is {brief(metadata)}")
         for k, v in metadata.items():
             if k == "conj":
                 conj = bool(v)
@@ -191,7 +192,7 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
                        metadata: Any = None) -> TensorRecord:  # fmt: skip
     """Stand-in for ``torch._utils._rebuild_tensor_v2``: a typed storage carries the dtype."""
     if not isinstance(storage, Storage):
-        raise BadFile(f"malformed tensor: storage argument is {shorten(storage)}")
+        raise BadFile(f"malformed tensor: storage argument is {brief(storage)}")
     return _tensor_record(storage, storage_offset, size, stride, storage.stype.dtype, metadata)
 
 
@@ -206,7 +207,7 @@ def _rebuild_tensor_v3(storage: Any, storage_offset: Any, size: Any, stride: Any
     """Stand-in for ``torch._utils._rebuild_tensor_v3``: an untyped (byte) storage plus a dtype,
     used by torch >= 2.3 for dtypes without a legacy storage class (uint16/32/64, float8 ...)."""
     if not isinstance(dtype, _TorchDType):
-        raise BadFile(f"malformed tensor: dtype argument is {shorten(dtype)}")
+        raise BadFile(f"malformed tensor: dtype argument is {brief(dtype)}")
     if dtype.name not in DTYPES:
         raise BadFile(f"tensor dtype torch.{dtype.name} is not supported (supported: "
                       f"{', '.join(DTYPES)})")  # fmt: skip
@@ -214,7 +215,7 @@ def _rebuild_tensor_v3(storage: Any, storage_offset: Any, size: Any, stride: Any
         raise BadFile("malformed tensor: _rebuild_tensor_v3 needs an untyped storage")
     dt = DTYPES[dtype.name]
     if storage.count % dt.itemsize or storage.start % dt.itemsize:
-        raise BadFile(f"storage {storage.key!r} of {storage.count} bytes is not a whole number "
+        raise BadFile(f"storage {brief(storage.key)} of {storage.count} bytes is not a whole number "
                       f"of {dt.name} elements")  # fmt: skip
     typed = Storage(storage.key, StorageType(f"UntypedStorage[{dt.name}]", dt),
                     storage.count // dt.itemsize, storage.start // dt.itemsize)  # fmt: skip
@@ -226,7 +227,7 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: An
     """Stand-in for ``torch._utils._rebuild_parameter[_with_state]``: the Parameter's tensor;
     its Python attributes (``state``) are dropped."""
     if not isinstance(data, TensorRecord):
-        raise BadFile(f"malformed Parameter: data is {shorten(data)}")
+        raise BadFile(f"malformed Parameter: data is {brief(data)}")
     return data
 
 
@@ -253,7 +254,7 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Te
     if not (isinstance(func, _Global) and func.rebuilds_tensor) or not isinstance(new_type, _TensorType):
         raise BadFile("malformed tensor: _rebuild_from_type_v2 with unexpected arguments")
     if not isinstance(args, tuple):
-        raise BadFile(f"malformed tensor: rebuild arguments are {shorten(args)}")
+        raise BadFile(f"malformed tensor: rebuild arguments are {brief(args)}")
     return func(*args)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from parcnetv2.errors import WeightsError
+from parcnetv2.errors import WeightsError, brief
 from parcnetv2.reference.checkpoint.dtypes import BY_ST_CODE, DType, to_native
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, shorten
 from parcnetv2.reference.checkpoint.limits import (
@@ -44,7 +44,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     d: dict[str, Any] = {}
     for k, v in pairs:
         if k in d:
-            raise BadFile(f"safetensors header names {shorten(k)!r} twice")
+            raise BadFile(f"safetensors header names {brief(k)} twice")
         d[k] = v
     return d
 
@@ -105,7 +105,7 @@ def read_safetensors(f: Any, size: int) -> dict[str, np.ndarray]:
     data_len = size - 8 - n
     entries = []
     for name, e in header.items():
-        label = f"tensor {shorten(name)!r}"
+        label = f"tensor {brief(name)}"
         if not isinstance(e, dict) or not {"dtype", "shape", "data_offsets"} <= e.keys():
             raise BadFile(f"{label}: entry {shorten(e)} lacks dtype/shape/data_offsets")
         dt = BY_ST_CODE.get(e["dtype"]) if isinstance(e["dtype"], str) else None
@@ -137,7 +137,7 @@ def read_safetensors(f: Any, size: int) -> dict[str, np.ndarray]:
     for begin, end, name, _, _ in sorted(entries, key=lambda t: (t[0], t[1])):
         if begin != pos:
             raise BadFile(
-                f"tensor {shorten(name)!r}: data_offsets [{begin}, {end}] "
+                f"tensor {brief(name)}: data_offsets [{begin}, {end}] "
                 f"{'overlap another tensor' if begin < pos else 'leave a gap'}"
             )
         pos = end
@@ -148,7 +148,7 @@ def read_safetensors(f: Any, size: int) -> dict[str, np.ndarray]:
         raw = np.empty(end - begin, np.uint8)
         f.seek(8 + n + begin)
         if f.readinto(raw) != raw.nbytes:
-            raise BadFile(f"file ends inside tensor {shorten(name)!r}")
+            raise BadFile(f"file ends inside tensor {brief(name)}")
         out[name] = to_native(raw.view(dt.stored_dtype("<")).reshape(shape), dt, copy=False)
     return strip_prefix(out)
 
@@ -159,7 +159,7 @@ def write_safetensors(f: Any, arrays: list[tuple[str, np.ndarray, DType]]) -> No
     pos = 0
     for k, arr, dt in arrays:
         if dt.st_code is None:
-            raise WeightsError(f"{k!r}: safetensors has no code for dtype {dt.name}")
+            raise WeightsError(f"{brief(k)}: safetensors has no code for dtype {dt.name}")
         if k == "__metadata__":
             raise WeightsError("a tensor cannot be named '__metadata__' in safetensors")
         header[k] = {"dtype": dt.st_code, "shape": list(arr.shape),

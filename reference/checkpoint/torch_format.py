@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from parcnetv2.errors import brief
 from parcnetv2.reference.checkpoint.dtypes import DType, to_native
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, shorten
 from parcnetv2.reference.checkpoint.limits import (
@@ -50,7 +51,7 @@ def _parse_pid(pid: Any, legacy: bool) -> tuple[StorageType, str, int, Any]:
     """Check a persistent id ``('storage', type, key, location, numel[, view])``."""
     n = 6 if legacy else 5
     if not isinstance(pid, tuple) or len(pid) != n:
-        raise BadFile(f"malformed persistent id {shorten(pid)} (expected a {n}-tuple)")
+        raise BadFile(f"malformed persistent id {brief(pid)} (expected a {n}-tuple)")
     tag, stype, key, _location, numel = pid[:5]
     if isinstance(tag, bytes):
         tag = tag.decode("ascii", "replace")
@@ -59,9 +60,9 @@ def _parse_pid(pid: Any, legacy: bool) -> tuple[StorageType, str, int, Any]:
     if tag != "storage":
         raise BadFile(f"persistent id of kind {shorten(tag)} (only 'storage' is supported)")
     if not isinstance(stype, StorageType):
-        raise BadFile(f"persistent id names storage type {shorten(stype)}")
+        raise BadFile(f"persistent id names storage type {brief(stype)}")
     if not isinstance(key, str) or not key or len(key) > 256 or "/" in key or "\\" in key:
-        raise BadFile(f"persistent id has a bad storage key {shorten(key)}")
+        raise BadFile(f"persistent id has a bad storage key {brief(key)}")
     return stype, key, check_int(numel, "storage size"), pid[5] if legacy else None
 
 
@@ -85,19 +86,19 @@ class _Plan:
     def __init__(self, name: str, rec: TensorRecord, byteorder: str, users: int) -> None:
         dt, st = rec.dtype, rec.storage
         if st.stype.dtype is not None and st.stype.dtype.itemsize != dt.itemsize:
-            raise BadFile(f"tensor {shorten(name)!r}: dtype {dt.name} does not match its storage")
+            raise BadFile(f"tensor {brief(name)}: dtype {dt.name} does not match its storage")
         self.rec = rec
         self.numel = math.prod(rec.size)
         out_itemsize = 4 if dt.name == "bfloat16" else dt.itemsize
         if math.prod(max(n, 1) for n in rec.size) * out_itemsize >= 1 << 63:
-            raise BadFile(f"tensor {shorten(name)!r}: shape {shorten(rec.size)} is too large for NumPy")
+            raise BadFile(f"tensor {brief(name)}: shape {shorten(rec.size)} is too large for NumPy")
         self.out_bytes = self.numel * out_itemsize
         if self.numel:
             last = rec.offset + sum((n - 1) * s for n, s in zip(rec.size, rec.stride))
             if last >= st.count:
                 raise BadFile(
-                    f"tensor {shorten(name)!r}: view (offset {rec.offset}, size {rec.size}, stride "
-                    f"{rec.stride}) reads element {last} of a storage of {st.count} elements"
+                    f"tensor {brief(name)}: view (offset {rec.offset}, size {shorten(rec.size)}, stride "
+                    f"{shorten(rec.stride)}) reads element {last} of a storage of {st.count} elements"
                 )
         native = dt.itemsize == 1 or byteorder == ("<" if sys.byteorder == "little" else ">")
         self.takes_buffer = (
@@ -202,10 +203,10 @@ def read_torch_zip(zf: zipfile.ZipFile, key: str | None) -> dict[str, np.ndarray
         try:
             rinfo = zf.getinfo(name)
         except KeyError:
-            raise BadFile(f"storage record {name!r} is missing from the archive") from None
+            raise BadFile(f"storage record {brief(name)} is missing from the archive") from None
         size_b = stype.dtype.itemsize if stype.dtype else 1
         if rinfo.file_size != numel * size_b:
-            raise BadFile(f"storage record {name!r} is {rinfo.file_size} bytes, but the pickle "
+            raise BadFile(f"storage record {brief(name)} is {rinfo.file_size} bytes, but the pickle "
                           f"declares {numel} x {size_b}-byte elements")  # fmt: skip
         members[skey] = rinfo
         return storages.setdefault(f"{skey}:{stype.name}", Storage(skey, stype, numel))
@@ -262,14 +263,14 @@ def read_torch_legacy(f: BinaryIO, size: int, key: str | None) -> dict[str, np.n
     _, pos, _ = unpickle(window, None, budget=1024)
     protocol, pos, _ = unpickle(window, None, pos, budget=_LEGACY_HEADER_BUDGET)
     if protocol != _LEGACY_PROTOCOL:
-        raise BadFile(f"legacy torch protocol version {shorten(protocol)} "
+        raise BadFile(f"legacy torch protocol version {brief(protocol)} "
                       f"(expected {_LEGACY_PROTOCOL})")  # fmt: skip
     sys_info, pos, _ = unpickle(window, None, pos, budget=_LEGACY_HEADER_BUDGET)
     if not isinstance(sys_info, dict):
         raise BadFile(f"legacy torch header holds a {describe(sys_info)}, expected a dict")
     little = sys_info.get("little_endian", True)
     if type(little) is not bool:
-        raise BadFile(f"legacy torch header: little_endian is {shorten(little)}")
+        raise BadFile(f"legacy torch header: little_endian is {brief(little)}")
     byteorder = "<" if little else ">"
 
     roots: dict[str, tuple[StorageType, int]] = {}
@@ -281,15 +282,15 @@ def read_torch_legacy(f: BinaryIO, size: int, key: str | None) -> dict[str, np.n
             raise BadFile("legacy torch checkpoints have no untyped storages")
         known_type, known_numel = roots.setdefault(skey, (stype, numel))
         if known_numel != numel or known_type.dtype != stype.dtype:
-            raise BadFile(f"storage {shorten(skey)!r} is declared with two different types or sizes")
+            raise BadFile(f"storage {brief(skey)} is declared with two different types or sizes")
         if view is None:
             return Storage(skey, stype, numel)
         if not (isinstance(view, tuple) and len(view) == 3):
-            raise BadFile(f"malformed storage view {shorten(view)}")
+            raise BadFile(f"malformed storage view {brief(view)}")
         start = check_int(view[1], "storage view offset")
         count = check_int(view[2], "storage view size")
         if start + count > numel:
-            raise BadFile(f"storage view [{start}, {start + count}) is outside storage {shorten(skey)!r} "
+            raise BadFile(f"storage view [{start}, {start + count}) is outside storage {brief(skey)} "
                           f"of {numel} elements")  # fmt: skip
         return Storage(skey, stype, count, start)
 
@@ -304,18 +305,18 @@ def read_torch_legacy(f: BinaryIO, size: int, key: str | None) -> dict[str, np.n
     offsets: dict[str, int] = {}
     for skey in keys:
         if skey not in roots:
-            raise BadFile(f"storage {shorten(skey)!r} is listed but no tensor refers to it")
+            raise BadFile(f"storage {brief(skey)} is listed but no tensor refers to it")
         stype, numel = roots[skey]
         f.seek(pos)
         head = f.read(8)
         if len(head) != 8:
-            raise BadFile(f"file ends before storage {shorten(skey)!r}")
+            raise BadFile(f"file ends before storage {brief(skey)}")
         stored = int.from_bytes(head, "little" if byteorder == "<" else "big")
         if stored != numel:
-            raise BadFile(f"storage {shorten(skey)!r} holds {stored} elements, the pickle declares {numel}")
+            raise BadFile(f"storage {brief(skey)} holds {stored} elements, the pickle declares {numel}")
         nbytes = numel * stype.dtype.itemsize
         if nbytes > size - pos - 8:
-            raise BadFile(f"file ends inside storage {shorten(skey)!r} ({nbytes} bytes declared)")
+            raise BadFile(f"file ends inside storage {brief(skey)} ({nbytes} bytes declared)")
         if skey in needed:
             offsets[skey] = pos + 8
         pos += 8 + nbytes
@@ -339,7 +340,7 @@ def _read_exactly(f: BinaryIO, out: memoryview, what: str) -> None:
     while pos < len(out):
         n = f.readinto(out[pos:])
         if not n:
-            raise BadFile(f"file ends inside storage {shorten(what)!r}")
+            raise BadFile(f"file ends inside storage {brief(what)}")
         pos += n
 
 

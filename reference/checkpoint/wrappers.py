@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from parcnetv2.errors import brief
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, shorten
 from parcnetv2.reference.checkpoint.restricted_pickle import TensorRecord, describe
 
@@ -23,7 +24,7 @@ def find_state_dict(obj: Any, key: str | None) -> dict[str, TensorRecord]:
         raise BadFile(f"the checkpoint holds a {describe(obj)}, not a dict of tensors")
     if key is not None:
         if key not in obj:
-            keys = ", ".join(repr(k) for k in list(obj)[:12])
+            keys = ", ".join(brief(k) for k in list(obj)[:12])
             raise BadFile(f"no entry {key!r} in the checkpoint (top-level keys: {keys})")
         obj = obj[key]
         if not isinstance(obj, dict):
@@ -39,7 +40,7 @@ def find_state_dict(obj: Any, key: str | None) -> dict[str, TensorRecord]:
                       "are not strings")  # fmt: skip
     bad = [(k, v) for k, v in obj.items() if not isinstance(v, TensorRecord)]
     if bad:
-        listed = ", ".join(f"{shorten(k)!r} ({describe(v)})" for k, v in bad[:6])
+        listed = ", ".join(f"{brief(k)} ({describe(v)})" for k, v in bad[:6])
         nested = [k for k, v in bad if isinstance(v, dict)
                   and any(isinstance(t, TensorRecord) for t in v.values())]  # fmt: skip
         hint = f"; tensors are under {', '.join(repr(k) for k in nested[:6])}: pass key=..."
@@ -54,7 +55,7 @@ def strip_prefix(sd: dict[str, Any]) -> dict[str, Any]:
     for k, v in sd.items():
         new = k[len(_PREFIX) :] if k.startswith(_PREFIX) else k
         if new in out:
-            raise BadFile(f"names {k!r} and {new!r} collide once the {_PREFIX!r} prefix is "
+            raise BadFile(f"names {brief(k)} and {brief(new)} collide once the {_PREFIX!r} prefix is "
                           "stripped")  # fmt: skip
         out[new] = v
     return out

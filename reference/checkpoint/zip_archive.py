@@ -22,6 +22,7 @@ import io
 import zipfile
 from typing import Any, BinaryIO
 
+from parcnetv2.errors import brief
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, shorten
 from parcnetv2.reference.checkpoint.limits import (
     CHUNK,
@@ -88,20 +89,20 @@ def open_zip(f: BinaryIO, size: int) -> zipfile.ZipFile:
 def check_member(info: zipfile.ZipInfo) -> None:
     """BadFile unless ``info`` is a stored or deflated, unencrypted member whose declared size
     deflate could produce from its compressed size."""
-    name = shorten(info.filename)
+    name = brief(info.filename)
     if info.flag_bits & 0x1:
-        raise BadFile(f"zip member {name!r} is encrypted")
+        raise BadFile(f"zip member {name} is encrypted")
     if info.compress_type == zipfile.ZIP_STORED:
         if info.compress_size != info.file_size:
-            raise BadFile(f"zip member {name!r} is stored but declares {info.file_size} bytes in "
+            raise BadFile(f"zip member {name} is stored but declares {info.file_size} bytes in "
                           f"{info.compress_size}")  # fmt: skip
     elif info.compress_type == zipfile.ZIP_DEFLATED:
         if info.file_size > MAX_DEFLATE_RATIO * info.compress_size + DEFLATE_SLACK:
-            raise BadFile(f"zip member {name!r} declares {info.file_size} bytes from {info.compress_size} "
+            raise BadFile(f"zip member {name} declares {info.file_size} bytes from {info.compress_size} "
                           f"deflated bytes; deflate expands at most {MAX_DEFLATE_RATIO}:1")  # fmt: skip
     else:
         method = _METHODS.get(info.compress_type, f"method {info.compress_type}")
-        raise BadFile(f"zip member {name!r} is compressed with {method}; weights files are read only "
+        raise BadFile(f"zip member {name} is compressed with {method}; weights files are read only "
                       "when stored or deflated (what torch.save and numpy write)")  # fmt: skip
 
 
@@ -109,7 +110,7 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: memoryview, sta
     """Fill ``out`` with the member's bytes from offset ``start`` on (``len(out)`` of them), reading
     and inflating ``CHUNK`` bytes at a time; ``check_member`` must have accepted ``info``."""
     out = out.cast("B")
-    name = shorten(info.filename)
+    name = brief(info.filename)
     try:
         with zf.open(info) as m:
             _skip(m, start)
@@ -117,16 +118,16 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: memoryview, sta
             while pos < len(out):
                 piece = m.read(min(CHUNK, len(out) - pos))
                 if not piece:
-                    raise BadFile(f"zip member {name!r} ends after {start + pos} of its {info.file_size} bytes")
+                    raise BadFile(f"zip member {name} ends after {start + pos} of its {info.file_size} bytes")
                 out[pos : pos + len(piece)] = piece
                 pos += len(piece)
     except zipfile.BadZipFile as e:
-        raise BadFile(f"zip member {name!r}: {shorten(str(e))}") from None
+        raise BadFile(f"zip member {name}: {shorten(str(e))}") from None
     except (EOFError, ValueError, OSError) as e:  # zlib.error is an Exception: see below
-        raise BadFile(f"zip member {name!r} is corrupt ({type(e).__name__}: {shorten(str(e))})") from None
+        raise BadFile(f"zip member {name} is corrupt ({type(e).__name__}: {shorten(str(e))})") from None
     except Exception as e:
         if type(e).__module__ == "zlib":
-            raise BadFile(f"zip member {name!r} is corrupt (zlib: {shorten(str(e))})") from None
+            raise BadFile(f"zip member {name} is corrupt (zlib: {shorten(str(e))})") from None
         raise
 
 
