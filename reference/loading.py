@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from os import PathLike
@@ -55,11 +56,12 @@ def infer_config(state_dict: Mapping[str, Any], interpolate: bool | int = False)
     # Depths count the blocks present: a stray index (stages.0.999999.x) must not make the
     # expected configuration, and the key lists built from it, arbitrarily large.
     for i, found in blocks.items():
-        missing = sorted(set(range(max(found, default=-1) + 1)) - found)
-        if missing:
-            shown = ", ".join(f"stages.{i}.{j}" for j in missing[:5]) + (", ..." if len(missing) > 5 else "")
-            raise WeightsError(f"cannot infer the architecture: blocks {shown} are missing ({len(missing)} of "
-                               f"{max(found) + 1})")  # fmt: skip
+        count = max(found, default=-1) + 1
+        if len(found) < count:
+            first = [f"stages.{i}.{j}" for j in itertools.islice((j for j in range(count) if j not in found), 5)]
+            more = ", ..." if count - len(found) > 5 else ""
+            raise WeightsError(f"cannot infer the architecture: blocks {', '.join(first)}{more} are missing "
+                               f"({count - len(found)} of {count})")  # fmt: skip
     depths = tuple(len(blocks[i]) for i in range(stages))
     defaults = architecture_defaults()["global_kernel_sizes"]
     kernels = tuple(

@@ -109,7 +109,7 @@ def run_limited(argv: list[str], cwd: Path, timeout: float = WALL_TIMEOUT) -> Ou
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    read = lambda p: Path(p).readtext_op(errors="replace")  # noqa: E731
+    read = lambda p: Path(p).read_text(errors="replace")  # noqa: E731
     return Outcome(**report, stdout=read(spec["stdout"]), stderr=read(spec["stderr"]))
 
 
