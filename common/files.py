@@ -9,9 +9,9 @@ symlinks resolved, is a regular file (spec clause 13.5).
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
-from typing import BinaryIO
 
 __all__ = ["NotRegularFileError", "open_regular"]
 
@@ -27,7 +27,7 @@ class NotRegularFileError(OSError):
     """The path names something other than a regular file (a FIFO, a device, a socket)."""
 
 
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
     """``path`` opened for binary reading; the file's size is ``os.fstat(f.fileno()).st_size``.
 
     Raises FileNotFoundError, IsADirectoryError (``strerror`` "is a directory"),

@@ -42,7 +42,7 @@ from parcnetv2.errors import CheckpointError
 from parcnetv2.reference.checkpoint import limits, read_state_dict, write_state_dict
 
 _HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile("hostile-fuzz-ci", max_examples=150, deadline=None, suppress_health_check=_HEALTH)
+settings.register_profile("hostile-fuzz-ci", max_examples=300, deadline=None, suppress_health_check=_HEALTH)
 settings.register_profile("hostile-fuzz-long", max_examples=5000, deadline=None, suppress_health_check=_HEALTH)
 FUZZ = settings.get_profile(os.environ.get("PARCNETV2_FUZZ_PROFILE", "hostile-fuzz-ci"))
 WATCHDOG_S = 30  # a read that takes this long is a hang

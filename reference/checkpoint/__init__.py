@@ -40,11 +40,12 @@ Shape legend: N batch, C channels, H height, W width, K kernel length.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def _no_key(key: str | None, what: str) -> None:
         raise BadFile(f"{what} has no wrapper entries; key={key!r} applies to torch checkpoints")
 
 
-def _read_any(f: BinaryIO, size: int, suffix: str, key: str | None) -> dict[str, np.ndarray]:
+def _read_any(f: io.BufferedIOBase, size: int, suffix: str, key: str | None) -> dict[str, np.ndarray]:
     """Dispatch on the content of the open file ``f`` of ``size`` bytes. The extension only
     matters for a file in no recognised layout: a ``.safetensors`` is parsed as one (for its
     error), an ``.npz`` is refused, anything else is tried as a legacy torch pickle stream; and
@@ -137,7 +138,7 @@ def _read_any(f: BinaryIO, size: int, suffix: str, key: str | None) -> dict[str,
 T = TypeVar("T")
 
 
-def _read_file(path: str | os.PathLike[str], read: Callable[[BinaryIO, int], T]) -> T:
+def _read_file(path: str | os.PathLike[str], read: Callable[[io.BufferedIOBase, int], T]) -> T:
     """``read(f, size)`` on the regular file ``path``, every failure a one-line CheckpointError
     (UnsafeCheckpointError for a refused global) whose message starts with the path."""
     p = Path(path)
@@ -200,7 +201,7 @@ def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
     allocated (clause 13.5). Returns a C-contiguous, writable, native-endian array of a dtype in
     ``NUMPY_DTYPE_NAMES``; raises CheckpointError (one line, starting with the path) otherwise."""
 
-    def read(f: BinaryIO, size: int) -> np.ndarray:
+    def read(f: io.BufferedIOBase, size: int) -> np.ndarray:
         def read_into(out: memoryview, start: int) -> None:
             f.seek(start)
             pos = 0

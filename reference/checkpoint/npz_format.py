@@ -39,7 +39,7 @@ _LONG_NUMBER = re.compile(rf"\d{{{MAX_INT_DIGITS + 1},}}")
 ReadInto = Callable[[memoryview, int], None]
 
 
-def _parse_header(prefix: bytes, what: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+def _parse_header(prefix: bytes | bytearray, what: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     """(shape, fortran_order, dtype, offset of the data) from the first bytes of an .npy."""
     if prefix[: len(_MAGIC)] != _MAGIC or len(prefix) < len(_MAGIC) + 2:
         raise BadFile(f"{what}: bad .npy header (no \\x93NUMPY magic: not an .npy array)")

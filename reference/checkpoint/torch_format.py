@@ -11,12 +11,13 @@ Writing: the zip format, with a data.pkl emitted opcode by opcode.
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 import sys
 import zipfile
 from collections.abc import Callable, Mapping
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -241,7 +242,7 @@ def _is_legacy_magic(head: bytes) -> bool:
     return type(obj) is int and obj == _LEGACY_MAGIC
 
 
-def read_torch_legacy(f: BinaryIO, size: int, key: str | None) -> dict[str, np.ndarray]:
+def read_torch_legacy(f: io.BufferedIOBase, size: int, key: str | None) -> dict[str, np.ndarray]:
     """The torch < 1.6 format: pickles of the magic number, the protocol version and sys_info,
     the object (storages as persistent ids), the list of storage keys; then for each key its
     element count (int64) and its elements, in the byte order sys_info gives.
@@ -335,7 +336,7 @@ def read_torch_legacy(f: BinaryIO, size: int, key: str | None) -> dict[str, np.n
     return materialize(sd, sizes, fetch, byteorder)
 
 
-def _read_exactly(f: BinaryIO, out: memoryview, what: str) -> None:
+def _read_exactly(f: io.BufferedIOBase, out: memoryview, what: str) -> None:
     pos = 0
     while pos < len(out):
         n = f.readinto(out[pos:])
