@@ -28,7 +28,7 @@ class DType(NamedTuple):
 
     def stored_dtype(self, byteorder: str) -> np.dtype:
         """The NumPy dtype of one stored element in the file's byte order ('<' or '>')."""
-        return np.dtype(self.raw).newbyteorder(byteorder)
+        return np.dtype(self.raw).newbyteorder("<" if byteorder == "<" else ">")
 
 
 DTYPES = {

@@ -101,7 +101,7 @@ def read_npy(read_into: ReadInto, size: int, what: str) -> np.ndarray:
                       f"holds {size - offset} data bytes")  # fmt: skip
     raw = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
     if nbytes:
-        read_into(memoryview(raw.reshape(-1, order="A").view(np.uint8)), offset)
+        read_into(raw.reshape(-1, order="A").view(np.uint8).data, offset)
     return to_native(raw, dt, copy=False)
 
 

@@ -321,9 +321,9 @@ def _allowlist() -> dict[tuple[str, str], tuple[Any, str]]:
         ),
     }
     for module in _STORAGE_MODULES:
-        for dt in BY_STORAGE.values():
-            allowed[(module, dt.storage)] = (
-                StorageType(dt.storage, dt),
+        for storage, dt in BY_STORAGE.items():
+            allowed[(module, storage)] = (
+                StorageType(storage, dt),
                 f"torch storage class of {dt.name} tensors; an inert marker of the dtype",
             )
     # The unsupported dtypes are allowed too, so that _rebuild_tensor_v3 names them as such.

@@ -170,4 +170,4 @@ def write_safetensors(f: Any, arrays: list[tuple[str, np.ndarray, DType]]) -> No
     f.write(len(text).to_bytes(8, "little"))
     f.write(text)
     for _, arr, _ in arrays:
-        f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+        f.write(arr.reshape(-1).view(np.uint8).data)

@@ -222,7 +222,7 @@ def read_torch_zip(zf: zipfile.ZipFile, key: str | None) -> dict[str, np.ndarray
         info = members[skey]
         check_member(info)
         data = np.empty(info.file_size, np.uint8)
-        read_member(zf, info, memoryview(data))
+        read_member(zf, info, data.data)
         return data
 
     return materialize(sd, {k: i.file_size for k, i in members.items()}, fetch, byteorder)
@@ -274,15 +274,15 @@ def read_torch_legacy(f: io.BufferedIOBase, size: int, key: str | None) -> dict[
         raise BadFile(f"legacy torch header: little_endian is {brief(little)}")
     byteorder = "<" if little else ">"
 
-    roots: dict[str, tuple[StorageType, int]] = {}
+    roots: dict[str, tuple[DType, int]] = {}  # storage key -> (element type, element count)
 
     def storage_for(pid: Any) -> Storage:
         """A legacy persistent id -> its storage (or storage view); sizes checked later."""
         stype, skey, numel, view = _parse_pid(pid, legacy=True)
         if stype.dtype is None:
             raise BadFile("legacy torch checkpoints have no untyped storages")
-        known_type, known_numel = roots.setdefault(skey, (stype, numel))
-        if known_numel != numel or known_type.dtype != stype.dtype:
+        known_dtype, known_numel = roots.setdefault(skey, (stype.dtype, numel))
+        if known_numel != numel or known_dtype != stype.dtype:
             raise BadFile(f"storage {brief(skey)} is declared with two different types or sizes")
         if view is None:
             return Storage(skey, stype, numel)
@@ -307,7 +307,7 @@ def read_torch_legacy(f: io.BufferedIOBase, size: int, key: str | None) -> dict[
     for skey in keys:
         if skey not in roots:
             raise BadFile(f"storage {brief(skey)} is listed but no tensor refers to it")
-        stype, numel = roots[skey]
+        dtype, numel = roots[skey]
         f.seek(pos)
         head = f.read(8)
         if len(head) != 8:
@@ -315,7 +315,7 @@ def read_torch_legacy(f: io.BufferedIOBase, size: int, key: str | None) -> dict[
         stored = int.from_bytes(head, "little" if byteorder == "<" else "big")
         if stored != numel:
             raise BadFile(f"storage {brief(skey)} holds {stored} elements, the pickle declares {numel}")
-        nbytes = numel * stype.dtype.itemsize
+        nbytes = numel * dtype.itemsize
         if nbytes > size - pos - 8:
             raise BadFile(f"file ends inside storage {brief(skey)} ({nbytes} bytes declared)")
         if skey in needed:
@@ -326,13 +326,13 @@ def read_torch_legacy(f: io.BufferedIOBase, size: int, key: str | None) -> dict[
         raise BadFile(f"storages {shorten(sorted(missing)[:6])} are missing from the file")
 
     def fetch(skey: str) -> np.ndarray:
-        stype, numel = roots[skey]
-        data = np.empty(numel * stype.dtype.itemsize, np.uint8)
+        dtype, numel = roots[skey]
+        data = np.empty(numel * dtype.itemsize, np.uint8)
         f.seek(offsets[skey])
-        _read_exactly(f, memoryview(data), skey)
+        _read_exactly(f, data.data, skey)
         return data
 
-    sizes = {k: roots[k][1] * roots[k][0].dtype.itemsize for k in offsets}
+    sizes = {k: roots[k][1] * roots[k][0].itemsize for k in offsets}
     return materialize(sd, sizes, fetch, byteorder)
 
 
@@ -414,7 +414,7 @@ class _PickleWriter:
         self.global_("torch._utils", "_rebuild_tensor_v3" if v3 else "_rebuild_tensor_v2")
         self.out += b"(("  # MARK (args) MARK (persistent id)
         self.str_("storage", memo=True)
-        if v3:
+        if dt.storage is None:
             self.global_("torch.storage", "UntypedStorage")
         else:
             self.global_("torch", dt.storage)
@@ -469,5 +469,5 @@ def write_torch(f: Any, arrays: list[tuple[str, np.ndarray, DType]]) -> None:
         _zip_add(zf, "archive/data.pkl", pkl)
         _zip_add(zf, "archive/byteorder", b"little")
         for i, (_, arr, _) in enumerate(arrays):
-            _zip_add(zf, f"archive/data/{i}", memoryview(arr.reshape(-1).view(np.uint8)), True)
+            _zip_add(zf, f"archive/data/{i}", arr.reshape(-1).view(np.uint8).data, True)
         _zip_add(zf, "archive/version", b"3\n")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import Any, BinaryIO
+from typing import Any
 
 from parcnetv2.errors import brief
 from parcnetv2.reference.checkpoint.internal_errors import BadFile, shorten
@@ -40,7 +40,7 @@ _METHODS = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
 class _BoundedReads(io.RawIOBase):
     """A read-only file whose every read is at most ``MAX_ZIP_READ`` bytes (BadFile beyond)."""
 
-    def __init__(self, f: BinaryIO, size: int) -> None:
+    def __init__(self, f: io.BufferedIOBase, size: int) -> None:
         super().__init__()
         self._f, self._size = f, size
 
@@ -70,7 +70,7 @@ class _BoundedReads(io.RawIOBase):
         return len(data)
 
 
-def open_zip(f: BinaryIO, size: int) -> zipfile.ZipFile:
+def open_zip(f: io.BufferedIOBase, size: int) -> zipfile.ZipFile:
     """The archive in the open file ``f`` of ``size`` bytes, its directory checked (see above)."""
     try:
         zf = zipfile.ZipFile(_BoundedReads(f, size))
