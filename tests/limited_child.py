@@ -33,8 +33,11 @@ def main() -> None:
 
     with open(spec["stdout"], "wb") as out, open(spec["stderr"], "wb") as err:
         start = time.monotonic()
+        # One thread for OpenMP and BLAS: their per-thread buffers would make the address space
+        # (which the limit counts) grow with the machine's core count.
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         child = subprocess.Popen(
-            spec["argv"], cwd=spec["cwd"], stdin=subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=limit
+            spec["argv"], cwd=spec["cwd"], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=limit
         )
         timed_out = False
         while True:

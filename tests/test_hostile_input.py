@@ -47,7 +47,7 @@ from parcnetv2.spec.tolerance import assert_relative
 
 HELPER = Path(__file__).with_name("limited_child.py")
 ZEROS = 256 * MIB  # a scaled-down "GiB of zeros": refused the same way, and quicker to build
-ADDRESS_SPACE = 3 << 30  # far above every bound below: the assertions, not the limit, decide
+ADDRESS_SPACE = 4 << 30  # far above every bound below: the assertions, not the limit, decide
 CPU_SECONDS = 60
 WALL_TIMEOUT = 60.0
 # A refusal must come fast: the child's CPU time beyond its baseline run stays within clause
