@@ -55,7 +55,7 @@ class Config:
         """The official variant ``variant`` with optional overrides (depths, dims,
         global_kernel_sizes, interpolate). Changing the architecture drops the variant name."""
         spec = get_variant(variant)
-        base = {
+        base: dict[str, Any] = {
             "depths": spec.depths,
             "dims": spec.dims,
             "global_kernel_sizes": tuple(architecture_defaults()["global_kernel_sizes"]),
@@ -63,7 +63,7 @@ class Config:
         unknown = set(overrides) - set(base) - {"interpolate"}
         if unknown:
             raise InputError(f"unknown override(s) {sorted(unknown)}; allowed: {sorted(base) + ['interpolate']}")
-        changes = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in overrides.items()}
+        changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in overrides.items()}
         official = all(changes.get(k, v) == v for k, v in base.items())
         return cls(**{**base, **changes}, num_classes=num_classes, variant=variant if official else None)
 

@@ -7,6 +7,7 @@ PyTorch's shapes. Computation is vectorized over pixels and channels (sliding wi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -15,8 +16,8 @@ from parcnetv2.errors import InputError
 from parcnetv2.reference.dtypes import as_input, cast
 
 
-def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    pair = (value, value) if np.isscalar(value) else tuple(value)
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    pair: tuple[Any, ...] = (value, value) if np.isscalar(value) else tuple(value)
     if len(pair) != 2 or any(int(v) != v or v < 0 for v in pair):
         raise InputError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
     return int(pair[0]), int(pair[1])

@@ -141,7 +141,8 @@ _MACS: dict[str, Callable[[dict[str, tuple[int, ...]], tuple[int, ...], tuple[in
     "pointwise_conv2d": lambda p, x, y, s: math.prod(y[2:]) * math.prod(p["weight"]),
     "linear": lambda p, x, y, s: math.prod(y[1:-1]) * math.prod(p["weight"]),
     "oversized_conv": lambda p, x, y, s: (
-        math.prod(y[1:]) * sum(instance_lengths(p["conv_h.weight"][2], p["conv_w.weight"][3], *y[2:], s["interpolate"]))
+        math.prod(y[1:])
+        * sum(instance_lengths(p["conv_h.weight"][2], p["conv_w.weight"][3], y[2], y[3], s["interpolate"]))
     ),
 }
 # Kinds whose parameters are counted although they cost no MACs.
