@@ -5,10 +5,9 @@ edge counts; H != W; H and W from 1; K = 2H-1, K > 2H-1, K < H; batch 1-3; the o
 modes; input scales) and one integer seed; the arrays are then generated from that seed by
 NumPy, so a case prints as a short, complete description (its repr) and replays exactly.
 
-Weights are deliberately not init-like (clause 14.4): matrices and kernels are normal with
-std g / sqrt(fan_in), g log-uniform in [1/4, 4] per tensor; biases normal with a log-uniform std
-in [0.05, 1]; LayerNormGeneral weights sqrt(C) times +-[0.5, 1.5] (the official norm divides by
-the L2 norm, an extra 1/sqrt(C), clause 4.1); LayerNorm and Scale weights +-[0.5, 1.5].
+Weights come from ``parcnetv2.reference.initialization`` (clause 14.4): each tensor of an
+operation or component drawn on its own (``independent_weights``), whole models calibrated on their
+image so that they stay well-conditioned through every stage (``conditioned_state_dict``).
 
 Every array is rounded to the backend's dtype before use, and the float64 reference computes on
 those rounded values, so the backend and the reference see the same numbers.
@@ -24,7 +23,9 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from parcnetv2.reference.architecture import Config, parameter_shapes
+from parcnetv2.reference.architecture import Config, stage_sizes
+from parcnetv2.reference.initialization import conditioned_state_dict, independent_weights
+from parcnetv2.reference.registry import bgu_shapes, block_shapes, downsampling_shapes, token_mixer_shapes
 from parcnetv2.spec import architecture_defaults
 
 __all__ = [
@@ -54,39 +55,17 @@ __all__ = [
     "model_cases",
     "norm_cases",
     "pointwise_cases",
-    "random_weights",
     "resize_cases",
     "rounded",
     "spatial_cases",
-    "stage_sizes",
 ]
 
 # Odd, prime and SIMD-tile-edge counts (4/8/16 lanes) where a component allows any C; the BGU and
 # the whole model need even C (clause 2.4).
 CHANNELS = (1, 2, 3, 7, 8, 15, 16, 17, 31, 33)
 EVEN_CHANNELS = (2, 4, 6, 8, 14, 16, 18, 32, 34)
-_LNG_WEIGHTS = ("norm1.weight", "norm2.weight", "pre_norm.weight", "post_norm.weight")
 _SEEDS = st.integers(0, 2**32 - 1)
 _BATCH = st.integers(1, 3)
-
-
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-
-
-def random_weights(shapes: Mapping[str, tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """float64 weights for official (local) names and shapes, with the scales of the module doc."""
-    out = {}
-    for name, shape in shapes.items():
-        if name.endswith("bias"):
-            values = rng.normal(0.0, _log_uniform(rng, 0.05, 1.0), shape)
-        elif len(shape) >= 2:
-            values = rng.standard_normal(shape) * _log_uniform(rng, 0.25, 4.0) / np.sqrt(np.prod(shape[1:]))
-        else:
-            gain = np.sqrt(shape[0]) if name.endswith(_LNG_WEIGHTS) else 1.0
-            values = gain * rng.uniform(0.5, 1.5, shape) * rng.choice((-1.0, 1.0), shape)
-        out[name] = values
-    return out
 
 
 def rounded(arrays: Mapping[str, np.ndarray], dtype: Any) -> dict[str, np.ndarray]:
@@ -164,7 +143,7 @@ class SpatialCase(Case):
         rng = self.rng()
         c, k = self.channels, self.kernel
         local = architecture_defaults()["local_kernel_size"]
-        params = random_weights(
+        params = independent_weights(
             {
                 "dwconv1.conv_h.weight": (c, 1, k, 1),
                 "dwconv1.conv_w.weight": (c, 1, 1, k),
@@ -212,7 +191,7 @@ class DepthwiseCase(Case):
         shapes = {"weight": (c, 1, self.kernel_h, self.kernel_w)}
         if self.bias:
             shapes["bias"] = (c,)
-        params = random_weights(shapes, rng)
+        params = independent_weights(shapes, rng)
         return self.input(rng, (self.batch, c, self.height, self.width)).astype(dtype), rounded(params, dtype)
 
 
@@ -268,7 +247,7 @@ class NormCase(Case):
         rng = self.rng()
         c = self.shape[-1]
         names = {"norm.weight": (c,), "norm.bias": (c,)} if standard else {"norm1.weight": (c,)}
-        params = random_weights(names, rng)
+        params = independent_weights(names, rng)
         x = self.input(rng, self.shape) + self.offset * self.scale
         return x.astype(dtype), rounded(params, dtype)
 
@@ -326,7 +305,7 @@ class DenseCase(Case):
             x_shape = (self.batch, self.cin, self.height, self.width)
         if self.bias:
             shapes["bias"] = (self.cout,)
-        params = random_weights(shapes, rng)
+        params = independent_weights(shapes, rng)
         return self.input(rng, x_shape).astype(dtype), rounded(params, dtype)
 
 
@@ -364,21 +343,6 @@ def linear_cases(draw) -> DenseCase:
     return _dense(draw, "linear", 1, 1, 0)
 
 
-def _mixer_shapes(channels: int, kernel: int, prefix: str = "") -> dict[str, tuple[int, ...]]:
-    """Token-mixer parameter shapes of clause 2.2 for any C (the model itself needs even C)."""
-    d = architecture_defaults()
-    med, local = d["expansion_ratio"] * channels, d["local_kernel_size"]
-    half = med // 2
-    return {
-        f"{prefix}pwconv1.weight": (med, channels, 1, 1),
-        f"{prefix}pwconv1.bias": (med,),
-        f"{prefix}dwconv1.conv_h.weight": (half, 1, kernel, 1),
-        f"{prefix}dwconv1.conv_w.weight": (half, 1, 1, kernel),
-        f"{prefix}dwconv2.weight": (half, 1, local, local),
-        f"{prefix}pwconv2.weight": (channels, half, 1, 1),
-    }
-
-
 @dataclasses.dataclass(frozen=True)
 class MixerCase(Case):
     """Token mixer (clause 8.1): x (N, H, W, C), any C."""
@@ -393,7 +357,7 @@ class MixerCase(Case):
 
     def arrays(self, dtype: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         rng = self.rng()
-        params = random_weights(_mixer_shapes(self.channels, self.kernel), rng)
+        params = independent_weights(token_mixer_shapes(self.channels, self.kernel), rng)
         x = self.input(rng, (self.batch, self.height, self.width, self.channels))
         return x.astype(dtype), rounded(params, dtype)
 
@@ -423,9 +387,7 @@ class BguCase(Case):
 
     def arrays(self, dtype: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         rng = self.rng()
-        c = self.shape[-1]
-        hidden = architecture_defaults()["mlp_ratio"] * c
-        params = random_weights({"fc1.weight": (hidden, c), "fc1.bias": (hidden,), "fc2.weight": (c, hidden // 2)}, rng)
+        params = independent_weights(bgu_shapes(self.shape[-1]), rng)
         return self.input(rng, self.shape).astype(dtype), rounded(params, dtype)
 
 
@@ -444,23 +406,8 @@ class BlockCase(MixerCase):
 
     def arrays(self, dtype: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         rng = self.rng()
-        c = self.channels
-        hidden = architecture_defaults()["mlp_ratio"] * c
-        shapes = {"norm1.weight": (c,), **_mixer_shapes(c, self.kernel, "token_mixer.")}
-        if self.res_scale:
-            shapes["res_scale1.scale"] = (c,)
-        shapes.update(
-            {
-                "norm2.weight": (c,),
-                "mlp.fc1.weight": (hidden, c),
-                "mlp.fc1.bias": (hidden,),
-                "mlp.fc2.weight": (c, hidden // 2),
-            }
-        )
-        if self.res_scale:
-            shapes["res_scale2.scale"] = (c,)
-        params = random_weights(shapes, rng)
-        x = self.input(rng, (self.batch, self.height, self.width, c))
+        params = independent_weights(block_shapes(self.channels, self.kernel, self.res_scale), rng)
+        x = self.input(rng, (self.batch, self.height, self.width, self.channels))
         return x.astype(dtype), rounded(params, dtype)
 
 
@@ -498,10 +445,7 @@ class DownsamplingCase(Case):
 
     def arrays(self, dtype: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         rng = self.rng()
-        k = self.geometry()["kernel_size"]
-        shapes = {"conv.weight": (self.cout, self.cin, k, k), "conv.bias": (self.cout,)}
-        shapes["post_norm.weight" if self.stem else "pre_norm.weight"] = (self.cout if self.stem else self.cin,)
-        params = random_weights(shapes, rng)
+        params = independent_weights(downsampling_shapes(self.cin, self.cout, self.stem), rng)
         layout = (
             (self.batch, self.cin, self.height, self.width)
             if self.stem
@@ -524,17 +468,6 @@ def downsampling_cases(draw) -> DownsamplingCase:
         height=draw(st.integers(low, 20)),
         width=draw(st.integers(low, 20)),
     )
-
-
-def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
-    """Feature-map sizes after the stem and each downsampling (clause 3)."""
-    sizes = []
-    for i in range(stages):
-        g = architecture_defaults()["stem" if i == 0 else "downsample"]
-        height = (height + 2 * g["padding"] - g["kernel_size"]) // g["stride"] + 1
-        width = (width + 2 * g["padding"] - g["kernel_size"]) // g["stride"] + 1
-        sizes.append((height, width))
-    return sizes
 
 
 @st.composite
@@ -567,9 +500,10 @@ class ModelCase(Case):
         return Config(self.depths, self.dims, self.kernels, self.num_classes, self.interpolate)
 
     def arrays(self, dtype: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(image, weights): the image first, then whole-model weights calibrated on it (clause 14.4)."""
         rng = self.rng()
-        params = random_weights(parameter_shapes(self.config()), rng)
         x = self.input(rng, (self.batch, architecture_defaults()["in_chans"], self.height, self.width))
+        params = conditioned_state_dict(self.config(), rng, x)
         return x.astype(dtype), rounded(params, dtype)
 
 
@@ -579,7 +513,8 @@ def model_cases(draw, max_image: int = 64) -> ModelCase:
     K > 2H-1, K < H or any), the three kernel modes, images from 3 x 3, H != W."""
     stages = draw(st.integers(1, 4))
     height, width = draw(st.integers(3, max_image)), draw(st.integers(3, max_image))
-    kernels = tuple(draw(_kernel_for(h, w))[0] for h, w in stage_sizes(height, width, stages))
+    sizes = stage_sizes(Config((0,) * stages, (2,) * stages, (1,) * stages), height, width)
+    kernels = tuple(draw(_kernel_for(h, w))[0] for h, w in sizes)
     return ModelCase(
         seed=draw(_SEEDS),
         scale=draw(_scale(-1, 1)),

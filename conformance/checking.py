@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase
 
 from parcnetv2.conformance.error_bounds import Bounded
 from parcnetv2.conformance.protocol import Unsupported, provides
-from parcnetv2.spec.tolerance import compare, propagated_bound
+from parcnetv2.spec.tolerance import compare
 
 __all__ = ["Checker", "NotProvided", "as_float64"]
 
@@ -85,7 +85,7 @@ class Checker:
         (clauses 11.2, 11.4). Returns the worst error / bound ratio; raises AssertionError."""
         self.cite(clause)
         label = f"{what} (clause {clause})"
-        bound = propagated_bound(expected.error, self.dtype)
+        bound = self.bounded.bound(expected)
         result = compare(np.asarray(actual), expected.value, bound, op=label, dtype=self.dtype)
         if result.worst_index is not None and result.worst_ratio >= self.worst_ratio:
             self.worst_ratio, self.worst_where = result.worst_ratio, what

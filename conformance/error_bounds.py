@@ -1,13 +1,23 @@
-"""The reference with first-order error bounds (spec clauses 11.4-11.9).
+"""The reference with probabilistic first-order error bounds (spec clauses 11.4-11.10).
 
-``BoundedReference(dtype)`` computes every ParCNetV2 operation and component in float64, exactly
-as ``parcnetv2.reference`` does (it calls the reference's operations for the values), and carries
-beside each value an elementwise bound on how far an implementation that computes in ``dtype``
-may legitimately be from it. The bound of an output is its own rounding term plus the errors of
-its inputs pushed through the operation (through the absolute weights of a linear operation, the
-derivative of GELU, the Jacobian of a normalisation). The rules, per operation, are clauses
-11.5-11.8; their constants live in ``spec/tolerance.toml`` and are read through
-``parcnetv2.spec.tolerance``.
+``BoundedReference(dtype, regime)`` computes every ParCNetV2 operation, component and the whole
+model in float64 with the reference's own operations and composition, and carries beside each value
+``sigma``: a per-element standard-deviation proxy of the first-order rounding error of an
+implementation computing in ``dtype``. The comparison bound of a tensor of N elements is
+``lambda(N, eta) * sigma + tiny`` (``parcnetv2.spec.tolerance.probabilistic_bound``).
+
+The model (Higham and Mary, SIAM J. Sci. Comput. 41(5), 2019): every elementary operation returns
+its exact result times 1 + delta, the deltas independent with mean zero and |delta| <= u. To first
+order an output's error is a sum of independent bounded terms, each an operation's rounding pushed
+through the network's derivative: a sub-Gaussian variable whose variance proxy sigma^2 is obtained by
+giving every operation its own sigma (clauses 11.5-11.8) and propagating in quadrature. u' = u +
+u64 includes the reference's own rounding, so a float64 implementation passes too.
+
+``regime``: "drawn" for weights the harness draws (clause 14.4: every weight's sign drawn
+independently and symmetrically), where the partial sums of any summation order fixed independently
+of the weights satisfy E[s_k^2] <= sum (w_j x_j)^2 + b^2, so a length-n operation has
+sigma^2 = u'^2 (n + 1) ((W^2)(x^2) + b^2); "any" for other weights (trained, a user's file), where
+only |s_k| <= sum |w_j x_j| + |b| is known: sigma^2 = u'^2 (n + 1) (|W||x| + |b|)^2.
 
 Shape legend: N batch, C channels, H height, W width, K kernel length. Layouts are the official
 ones (clause 1.2): the stem reads NCHW, blocks and norms NHWC, convolutions NCHW inside.
@@ -28,53 +38,46 @@ from parcnetv2.errors import InputError
 from parcnetv2.reference.components import Composition, NumpyArithmetic
 from parcnetv2.reference.oversized import instance_kernels
 from parcnetv2.reference.registry import evaluate
-from parcnetv2.spec.tolerance import gamma, propagation_length
+from parcnetv2.spec.tolerance import probabilistic_constant, probabilistic_factor, propagation_length, unit_roundoff
 
-__all__ = ["Bounded", "BoundedArithmetic", "BoundedReference", "exact"]
+__all__ = ["REGIMES", "Bounded", "BoundedArithmetic", "BoundedReference", "exact"]
 
 Params = Mapping[str, np.ndarray]
+REGIMES = ("drawn", "any")
 
 
 @dataclass(frozen=True)
 class Bounded:
-    """A float64 reference value and an elementwise error bound of the same shape."""
+    """A float64 reference value and the standard-deviation proxy ``sigma`` of an implementation's
+    first-order rounding error there (same shape)."""
 
     value: np.ndarray
-    error: np.ndarray
+    sigma: np.ndarray
 
     @property
     def shape(self) -> tuple[int, ...]:
         return self.value.shape
 
     def transpose(self, *axes: int) -> Bounded:
-        return Bounded(self.value.transpose(*axes), self.error.transpose(*axes))
+        return Bounded(self.value.transpose(*axes), self.sigma.transpose(*axes))
 
     def __getitem__(self, index: Any) -> Bounded:
-        return Bounded(self.value[index], self.error[index])
+        return Bounded(self.value[index], self.sigma[index])
 
 
 def exact(x: Any) -> Bounded:
-    """An input the implementation receives exactly: float64 values, zero error."""
+    """An input the implementation receives exactly: float64 values, no error."""
     value = np.asarray(x, dtype=np.float64)
     return Bounded(value, np.zeros_like(value))
 
 
-def _abs(w: Any) -> np.ndarray | None:
-    return None if w is None else np.abs(np.asarray(w, dtype=np.float64))
-
-
-def _sq(w: Any) -> np.ndarray:
-    return np.square(np.asarray(w, dtype=np.float64))
-
-
-def _quadrature(apply: Callable[[np.ndarray], np.ndarray], error: np.ndarray) -> np.ndarray | float:
-    """sqrt(apply(error^2)): input errors through squared weights (0 for exact inputs)."""
-    return np.sqrt(apply(error * error)) if error.any() else 0.0
+def _f64(a: Any) -> np.ndarray | None:
+    return None if a is None else np.asarray(a, dtype=np.float64)
 
 
 def _contiguous(x: Bounded) -> Bounded:
     # Transposed views would send every later matmul to NumPy's slow strided loop.
-    return Bounded(np.ascontiguousarray(x.value), np.ascontiguousarray(x.error))
+    return Bounded(np.ascontiguousarray(x.value), np.ascontiguousarray(x.sigma))
 
 
 def _oc_fixed(x: np.ndarray, kh: np.ndarray, kw: np.ndarray) -> np.ndarray:
@@ -84,8 +87,7 @@ def _oc_fixed(x: np.ndarray, kh: np.ndarray, kw: np.ndarray) -> np.ndarray:
 
 
 class BoundedArithmetic:
-    """The model's operations on ``Bounded`` values, with the bounds of an implementation computing
-    in ``dtype`` (clauses 11.4-11.8).
+    """The model's operations on ``Bounded`` values (clauses 11.5-11.8).
 
     Every method mirrors ``parcnetv2.reference.components.NumpyArithmetic``'s operation of the same
     name (same arguments, layouts and shapes) but takes and returns ``Bounded`` activations; weights
@@ -93,66 +95,64 @@ class BoundedArithmetic:
     format). Values are computed by the reference's own operations in float64.
     """
 
-    def __init__(self, dtype: Any):
+    def __init__(self, dtype: Any, regime: str = "drawn"):
+        if regime not in REGIMES:
+            raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
         self.dtype = np.dtype(dtype)
+        self.regime = regime
+        self.u = unit_roundoff(self.dtype) + unit_roundoff(np.float64)
 
-    def gamma(self, n: float) -> float:
-        """Rounding factor c * sqrt(n) * (u + u64) of an operation of length n (clause 11.5)."""
-        return gamma(max(n, 1), self.dtype)
+    def bound(self, x: Bounded) -> np.ndarray:
+        """The comparison bound lambda(N, eta) * sigma + tiny of the whole tensor ``x`` (clause 11.4)."""
+        factor = probabilistic_factor(x.value.size)
+        return factor * x.sigma + float(np.finfo(self.dtype).tiny)
 
     # ---- linear operations (clause 11.5) -------------------------------------------------------
-    # e_out = sqrt(W^2 e_in^2) + g(n) (|W| |x| + |b|): the errors of different inputs combine in
-    # quadrature (the independence assumption behind the sqrt(n) of clause 11.1), the operation's
-    # own rounding is bounded by magnitudes as in clause 11.1.
+    # sigma^2 = (W^2)(sigma_x^2) + u'^2 (n + 1) M^2, n the products of one output that can overlap
+    # the input plus one for a bias; M^2 = (W^2)(x^2) + b^2 ("drawn") or (|W||x| + |b|)^2 ("any").
+
+    def _magnitude2(self, op: Callable[..., np.ndarray], x: np.ndarray, w: np.ndarray, b, **kw) -> np.ndarray:
+        if self.regime == "drawn":
+            return op(x * x, w * w, None if b is None else b * b, **kw)
+        return op(np.abs(x), np.abs(w), None if b is None else np.abs(b), **kw) ** 2
+
+    def _linear(self, op: Callable[..., np.ndarray], x: Bounded, weight, bias, n: int, **kw) -> Bounded:
+        w, b = _f64(weight), _f64(bias)
+        value = op(x.value, w, b, **kw)
+        variance = self.u**2 * (n + 1) * self._magnitude2(op, x.value, w, b, **kw)
+        if x.sigma.any():
+            variance = variance + op(x.sigma * x.sigma, w * w, None, **kw)
+        return Bounded(value, np.sqrt(variance))
 
     def conv2d(self, x: Bounded, weight, bias=None, stride=1, padding=0) -> Bounded:
         """Dense conv (clause 3); x (N, Cin, H, W) -> (N, Cout, Ho, Wo)."""
         cin, kh, kw = np.shape(weight)[1:]
-        g = self.gamma(cin * min(kh, x.shape[2]) * min(kw, x.shape[3]) + (bias is not None))
-        value = R.conv2d(x.value, weight, bias, stride, padding)
-        bound_bias = None if bias is None else g * _abs(bias)
-        error = _quadrature(lambda e2: R.conv2d(e2, _sq(weight), None, stride, padding), x.error) + R.conv2d(
-            g * np.abs(x.value), _abs(weight), bound_bias, stride, padding
-        )
-        return Bounded(value, error)
+        n = cin * min(kh, x.shape[2]) * min(kw, x.shape[3]) + (bias is not None)
+        return self._linear(R.conv2d, x, weight, bias, n, stride=stride, padding=padding)
 
     def depthwise_conv2d(self, x: Bounded, weight, bias=None, padding=None) -> Bounded:
         """Depthwise conv (clauses 6, 7); x (N, C, H, W), weight (C, 1, KH, KW)."""
         kh, kw = np.shape(weight)[2:]
-        g = self.gamma(min(kh, x.shape[2]) * min(kw, x.shape[3]) + (bias is not None))
-        value = R.depthwise_conv2d(x.value, weight, bias, padding)
-        bound_bias = None if bias is None else g * _abs(bias)
-        error = _quadrature(
-            lambda e2: R.depthwise_conv2d(e2, _sq(weight), None, padding), x.error
-        ) + R.depthwise_conv2d(g * np.abs(x.value), _abs(weight), bound_bias, padding)
-        return Bounded(value, error)
+        n = min(kh, x.shape[2]) * min(kw, x.shape[3]) + (bias is not None)
+        return self._linear(R.depthwise_conv2d, x, weight, bias, n, padding=padding)
 
     def pointwise_conv2d(self, x: Bounded, weight, bias=None) -> Bounded:
         """1x1 conv (clause 8.1); x (N, Cin, H, W), weight (Cout, Cin, 1, 1)."""
-        g = self.gamma(np.shape(weight)[1] + (bias is not None))
-        value = R.pointwise_conv2d(x.value, weight, bias)
-        bound_bias = None if bias is None else g * _abs(bias)
-        error = _quadrature(lambda e2: R.pointwise_conv2d(e2, _sq(weight)), x.error) + R.pointwise_conv2d(
-            g * np.abs(x.value), _abs(weight), bound_bias
-        )
-        return Bounded(value, error)
+        return self._linear(R.pointwise_conv2d, x, weight, bias, np.shape(weight)[1] + (bias is not None))
 
     def linear(self, x: Bounded, weight, bias=None) -> Bounded:
         """Linear over the last axis (clauses 8.2, 8.5); x (..., Cin), weight (Cout, Cin)."""
-        g = self.gamma(np.shape(weight)[1] + (bias is not None))
-        value = R.linear(x.value, weight, bias)
-        bound_bias = None if bias is None else g * _abs(bias)
-        error = _quadrature(lambda e2: R.linear(e2, _sq(weight)), x.error) + R.linear(
-            g * np.abs(x.value), _abs(weight), bound_bias
-        )
-        return Bounded(value, error)
+        return self._linear(R.linear, x, weight, bias, np.shape(weight)[1] + (bias is not None))
+
+    # ---- kernels (clauses 5.2, 7.1, 11.6) -------------------------------------------------------
 
     def resize_kernel(self, kernel, size: int) -> Bounded:
         """Linearly interpolated 1-D kernels (clause 5.2); kernel (C, K) -> (C, size).
 
-        Rounding (clause 11.6): g(resize_length) * (1 + p) * m at source position p, where m sums
-        |k| over the taps lo - 1 .. lo + 2 around p: p itself is rounded in the working format, so
-        an implementation may blend the neighbours on either side of an integer position.
+        A worst case, carried as sigma (clause 11.6): u' sqrt(resize_length) (1 + p) m at source
+        position p, m the sum of |k| over the taps lo - 1 .. lo + 2 around p (p itself is rounded in
+        the working format, so an implementation may blend the neighbours on either side of an
+        integer position).
         """
         kernel = np.asarray(kernel, dtype=np.float64)
         k = kernel.shape[-1]
@@ -161,28 +161,45 @@ class BoundedArithmetic:
         neighbours = np.clip(lo[:, None] + np.arange(-1, 3)[None, :], 0, k - 1)  # (size, 4)
         window = np.abs(kernel)[..., neighbours]  # (C, size, 4); a clipped tap may repeat, which only widens
         magnitude = window.sum(axis=-1) * (1.0 + position)
-        error = self.gamma(propagation_length("resize_length")) * magnitude
-        return Bounded(R.resize_kernel(kernel, size), error)
+        sigma = self.u * math.sqrt(propagation_length("resize_length")) * magnitude
+        return Bounded(R.resize_kernel(kernel, size), sigma)
 
     def _instance_kernels(self, k_h, k_w, height: int, width: int, interpolate) -> tuple[Bounded, Bounded]:
         """The (possibly resized) 1-D kernels an H x W input uses, with their errors (clause 5)."""
-        kh, kw, _, _ = instance_kernels(
-            np.asarray(k_h, np.float64), np.asarray(k_w, np.float64), height, width, interpolate
-        )
+        kh, kw, _, _ = instance_kernels(_f64(k_h), _f64(k_w), height, width, interpolate)
         if interpolate is False or interpolate is None:
             return exact(kh), exact(kw)
         return self.resize_kernel(k_h[:, 0, :, 0], kh.shape[-1]), self.resize_kernel(k_w[:, 0, 0, :], kw.shape[-1])
 
-    def _separable_error(self, x: Bounded, kh: Bounded, kw: Bounded, g: float) -> np.ndarray:
-        """Input errors in quadrature through the rank-1 kernel kh kw^T, the rounding g |kh kw^T| * |x|,
-        and the kernels' own (resize) errors through |x|."""
+    def reparameterize(self, k_h, k_w, k7) -> Bounded:
+        """Merged dense kernel (clause 7.1): one product and one sum per tap, u' sqrt 2 |k_h k_w^T + k7|."""
+        value = R.reparameterize(_f64(k_h), k_w, k7)
+        magnitude = R.reparameterize(np.abs(_f64(k_h)), np.abs(_f64(k_w)), np.abs(_f64(k7)))
+        return Bounded(value, self.u * math.sqrt(2.0) * magnitude)
+
+    # ---- oversized convolution and the spatial part (clause 11.6) -------------------------------
+
+    def _spatial(self, x: Bounded, kh: Bounded, kw: Bounded, k7, local_padding: int, n: int) -> np.ndarray:
+        """sigma of OC (+ DW7 when ``k7`` is given) with the instance kernels kh (C, Kh), kw (C, Kw)."""
         akh, akw, ax = np.abs(kh.value), np.abs(kw.value), np.abs(x.value)
-        return (
-            _quadrature(lambda e2: _oc_fixed(e2, akh**2, akw**2), x.error)
-            + _oc_fixed(g * ax, akh, akw)
-            + _oc_fixed(ax, kh.error, akw)
-            + _oc_fixed(ax, akh, kw.error)
-        )
+        pad = (local_padding, local_padding)
+        k7 = _f64(k7)
+
+        def squared(a: np.ndarray) -> np.ndarray:  # the operation with squared kernels
+            out = _oc_fixed(a, akh**2, akw**2)
+            return out if k7 is None else out + R.depthwise_conv2d(a, k7**2, padding=pad)
+
+        if self.regime == "drawn":
+            magnitude2 = squared(ax * ax)
+        else:
+            m = _oc_fixed(ax, akh, akw)
+            magnitude2 = (m if k7 is None else m + R.depthwise_conv2d(ax, np.abs(k7), padding=pad)) ** 2
+        variance = self.u**2 * (n + 1) * magnitude2
+        if x.sigma.any():
+            variance = variance + squared(x.sigma * x.sigma)
+        # Resized kernels (clauses 5.2, 5.3): their errors are shared by every position; worst case.
+        kernels = _oc_fixed(ax, kh.sigma, akw) + _oc_fixed(ax, akh, kw.sigma)
+        return np.sqrt(variance) + kernels
 
     def oversized_conv(self, x: Bounded, k_h, k_w, interpolate=False) -> Bounded:
         """OC (clause 5); x (N, C, H, W), k_h (C, 1, K, 1), k_w (C, 1, 1, K).
@@ -194,7 +211,7 @@ class BoundedArithmetic:
         kh, kw = self._instance_kernels(k_h, k_w, h, w, interpolate)
         n = (min(kh.shape[-1], h) + 1) * (min(kw.shape[-1], w) + 1)
         value = R.oversized_conv(x.value, k_h, k_w, interpolate)
-        return Bounded(value, self._separable_error(x, kh, kw, self.gamma(n)))
+        return Bounded(value, self._spatial(x, kh, kw, None, 0, n))
 
     def parc_spatial(self, params: Params, x: Bounded, *, interpolate, local_padding: int) -> Bounded:
         """OC(x) + DW7(x) (clauses 5, 6, 7.2); x (N, C, H, W).
@@ -210,91 +227,86 @@ class BoundedArithmetic:
             params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], h, w, interpolate
         )
         n = (min(max(kh.shape[-1], local), h) + 2) * (min(max(kw.shape[-1], local), w) + 2)
-        g = self.gamma(n)
         value = R.parc_spatial(params, x.value, interpolate=interpolate, local_padding=local_padding)
-        pad = (local_padding, local_padding)
-        local_error = _quadrature(
-            lambda e2: R.depthwise_conv2d(e2, _sq(k7), padding=pad), x.error
-        ) + R.depthwise_conv2d(g * np.abs(x.value), _abs(k7), padding=pad)
-        return Bounded(value, self._separable_error(x, kh, kw, g) + local_error)
+        return Bounded(value, self._spatial(x, kh, kw, k7, local_padding, n))
 
     def parc_spatial_reparameterized(self, params: Params, x: Bounded, *, interpolate, local_padding: int) -> Bounded:
         """Clause 7.2: the same values and bound as ``parc_spatial`` (exact arithmetic agrees)."""
         return self.parc_spatial(params, x, interpolate=interpolate, local_padding=local_padding)
 
-    def reparameterize(self, k_h, k_w, k7) -> Bounded:
-        """Merged dense kernel (clause 7.1): one product and one sum per tap, g(2) |k_h k_w^T + k7|."""
-        value = R.reparameterize(np.asarray(k_h, np.float64), k_w, k7)
-        return Bounded(value, self.gamma(2) * R.reparameterize(_abs(k_h), _abs(k_w), _abs(k7)))
-
     # ---- elementwise operations (clause 11.7) --------------------------------------------------
 
     def gelu(self, x: Bounded) -> Bounded:
-        """GELU (clause 8.1): |GELU'(x)| e + g(gelu_length) * 0.5 |x| (1 + |erf(x / sqrt 2)|)."""
+        """GELU (clause 8.1): sigma^2 = (GELU'(x) sigma_x)^2 + (g u' 0.5 |x| (1 + |erf(x/sqrt 2)|))^2."""
         v = x.value
         erf_v = erf(v / math.sqrt(2.0))
         slope = 0.5 * (1.0 + erf_v) + v * np.exp(-0.5 * v * v) / math.sqrt(2.0 * math.pi)
         magnitude = 0.5 * np.abs(v) * (1.0 + np.abs(erf_v))
-        error = np.abs(slope) * x.error + self.gamma(propagation_length("gelu_length")) * magnitude
-        return Bounded(R.gelu(v), error)
+        sigma = np.hypot(slope * x.sigma, probabilistic_constant("gelu_factor") * self.u * magnitude)
+        return Bounded(R.gelu(v), sigma)
 
     def mul(self, a: Bounded, b: Bounded) -> Bounded:
-        """Elementwise product (the gates): |a| e_b + |b| e_a + g(1) |ab|."""
+        """Elementwise product (the gates): sigma^2 = (a sigma_b)^2 + (b sigma_a)^2 + (u' ab)^2."""
         value = a.value * b.value
-        error = np.abs(a.value) * b.error + np.abs(b.value) * a.error + self.gamma(1) * np.abs(value)
-        return Bounded(value, error)
+        sigma = np.sqrt((a.value * b.sigma) ** 2 + (b.value * a.sigma) ** 2 + (self.u * value) ** 2)
+        return Bounded(value, sigma)
 
     def add(self, a: Bounded, b: Bounded) -> Bounded:
-        """Elementwise sum (the residuals): e_a + e_b + g(1) |a + b|."""
+        """Elementwise sum (the residuals): sigma^2 = sigma_a^2 + sigma_b^2 + (u' (a + b))^2."""
         value = a.value + b.value
-        return Bounded(value, a.error + b.error + self.gamma(1) * np.abs(value))
+        return Bounded(value, np.sqrt(a.sigma**2 + b.sigma**2 + (self.u * value) ** 2))
 
     def channel_scale(self, x: Bounded, scale) -> Bounded:
-        """Scale (clause 8.3), x (..., C): |s| e + g(1) |x s|."""
-        s = np.asarray(scale, dtype=np.float64)
+        """Scale (clause 8.3), x (..., C): sigma^2 = (s sigma_x)^2 + (u' x s)^2."""
+        s = _f64(scale)
         value = x.value * s
-        return Bounded(value, np.abs(s) * x.error + self.gamma(1) * np.abs(value))
+        return Bounded(value, np.hypot(s * x.sigma, self.u * value))
+
+    def mean_hw(self, x: Bounded) -> Bounded:
+        """Global average pool (clause 8.5), (N, H, W, C) -> (N, C):
+        sigma^2 = mean(sigma_x^2) / HW + (u' sqrt(HW + 1) mean|x|)^2 (the magnitude in its l1 form:
+        the last stage's features often keep one sign per channel)."""
+        hw = x.shape[1] * x.shape[2]
+        value = x.value.mean(axis=(1, 2))
+        rounding = self.u * math.sqrt(hw + 1) * np.abs(x.value).mean(axis=(1, 2))
+        return Bounded(value, np.sqrt((x.sigma**2).mean(axis=(1, 2)) / hw + rounding**2))
 
     # ---- normalisations (clause 11.8) ---------------------------------------------------------
 
     def _normalise(self, x: Bounded, weight, bias, eps: float, standard: bool) -> Bounded:
-        """y = alpha * c / s * w (+ b), c = x - mean(x), over the last axis (length C).
+        """y = alpha * w * c / s (+ b), c = x - mean(x), over the last axis (length C).
 
         LayerNormGeneral: alpha = 1, s = max(||c||, eps). LayerNorm: alpha = sqrt(C),
-        s = sqrt(||c||^2 + C eps). First order, with D the perturbation of c (input errors e plus
-        their mean ||e||_2 / C in quadrature, the rounded mean g(C) mean|x|, the rounded
-        subtraction g(1)|c|) and the unit direction d = c / s:
-        |dy| <= alpha |w| / s (D + |d| sqrt(sum d^2 D^2)), plus a relative rounding of the norm,
-        g(C) sum(x^2) / s^2 (which admits the one-pass variance E[x^2] - E[x]^2) and
-        g(norm_length) for the square root, division, weight product and bias sum.
+        s = sqrt(||c||^2 + C eps). With D^2 = sigma_x^2 + sum(sigma_x^2) / C^2 + (u' sqrt(C + 1)
+        mean|x|)^2 (inputs, their mean, the rounded mean) and d = c / s, the Jacobian of c -> c / s
+        in quadrature, (alpha w / s)^2 (D^2 + d^2 sum(d^2 D^2)); the relative rounding of s shared
+        by the position, 0.5 u' sqrt(C + 1) sum(x^2) / s^2 (admits the one-pass variance
+        E[x^2] - E[x]^2 while u' sqrt(C) sum(x^2) / sum(c^2) << 1); the subtraction, square root,
+        division and weight product u' sqrt(norm_length + 1) |alpha w d|; the bias u' |y|.
         """
         v = x.value
         size = v.shape[-1]
         centred = v - v.mean(axis=-1, keepdims=True)
         squares = np.sum(centred * centred, axis=-1, keepdims=True)
+        w = _f64(weight)
         if standard:
             value = R.layer_norm(v, weight, bias, eps)
             s, alpha = np.sqrt(squares + size * eps), math.sqrt(size)
         else:
             value = R.layer_norm_general(v, weight, eps)
             s, alpha = np.maximum(np.sqrt(squares), eps), 1.0
-        e = x.error
-        perturbation = (
-            e
-            + np.sqrt(np.sum(e * e, axis=-1, keepdims=True)) / size
-            + self.gamma(size) * np.abs(v).mean(axis=-1, keepdims=True)
-            + self.gamma(1) * np.abs(centred)
-        )
+        u, e = self.u, x.sigma
+        mean_rounding = u * math.sqrt(size + 1) * np.abs(v).mean(axis=-1, keepdims=True)
+        d2 = e * e + np.sum(e * e, axis=-1, keepdims=True) / size**2 + mean_rounding**2
         direction = centred / s
-        projection = np.sqrt(np.sum((direction * perturbation) ** 2, axis=-1, keepdims=True))
-        gain = alpha * np.abs(np.asarray(weight, dtype=np.float64)) / s
-        relative = self.gamma(size) * np.sum(v * v, axis=-1, keepdims=True) / (s * s) + self.gamma(
-            propagation_length("norm_length")
-        )
-        error = gain * (perturbation + np.abs(direction) * projection) + relative * gain * np.abs(centred)
+        core = alpha * w * direction
+        jacobian2 = (alpha * w / s) ** 2 * (d2 + direction**2 * np.sum(direction**2 * d2, axis=-1, keepdims=True))
+        norm_rounding = 0.5 * u * math.sqrt(size + 1) * np.sum(v * v, axis=-1, keepdims=True) / (s * s)
+        final = u * math.sqrt(propagation_length("norm_length") + 1) * np.abs(core)
+        variance = jacobian2 + (norm_rounding * core) ** 2 + final**2
         if bias is not None:
-            error = error + self.gamma(1) * np.abs(value)
-        return Bounded(value, error)
+            variance = variance + (u * value) ** 2
+        return Bounded(value, np.sqrt(variance))
 
     def layer_norm_general(self, x: Bounded, weight, eps: float = 1e-6) -> Bounded:
         """LayerNormGeneral (clause 4.1), x (..., C)."""
@@ -303,12 +315,6 @@ class BoundedArithmetic:
     def layer_norm(self, x: Bounded, weight, bias, eps: float = 1e-6) -> Bounded:
         """Standard LayerNorm (clause 4.2), x (..., C)."""
         return self._normalise(x, weight, bias, eps, standard=True)
-
-    def mean_hw(self, x: Bounded) -> Bounded:
-        """Global average pool (clause 8.5), (N, H, W, C) -> (N, C): mean(e) + g(HW) mean|x|."""
-        g = self.gamma(x.shape[1] * x.shape[2])
-        value = x.value.mean(axis=(1, 2))
-        return Bounded(value, x.error.mean(axis=(1, 2)) + g * np.abs(x.value).mean(axis=(1, 2)))
 
     # ---- structure: layouts and splits carry their errors along ----------------------------------
 
@@ -329,13 +335,13 @@ class BoundedArithmetic:
     @staticmethod
     def halves(x: Bounded, axis: int) -> tuple[Bounded, Bounded]:
         first, second = NumpyArithmetic.halves(x.value, axis)
-        first_error, second_error = NumpyArithmetic.halves(x.error, axis)
-        return Bounded(first, first_error), Bounded(second, second_error)
+        first_sigma, second_sigma = NumpyArithmetic.halves(x.sigma, axis)
+        return Bounded(first, first_sigma), Bounded(second, second_sigma)
 
 
 class BoundedReference(BoundedArithmetic, Composition):
     """The official composition (``parcnetv2.reference.components``) over bounded arithmetic: every
-    component and the whole model with the bounds of clause 11.9, the same code as the reference."""
+    component and the whole model with the sigma of clause 11.9, the same code as the reference."""
 
     def component(self, kind: str, params: Params, x: Bounded, settings: Mapping[str, Any]) -> Bounded:
         """One named component of ``Model.component_info(name)`` (its kind and settings), with the

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from parcnetv2.conformance.cases import random_weights, rounded
+from parcnetv2.conformance.cases import rounded
 from parcnetv2.conformance.error_bounds import Bounded, BoundedReference, exact
 from parcnetv2.conformance.protocol import Unsupported, backend_dtype
-from parcnetv2.reference.architecture import Component, Config, components, parameter_shapes
+from parcnetv2.reference.architecture import Component, Config, components
+from parcnetv2.reference.initialization import conditioned_state_dict
 from parcnetv2.spec import architecture_defaults
 
 if sys.version_info >= (3, 11):
@@ -101,6 +102,7 @@ class ModelRun:
     trace: list[tuple[str, Bounded, Bounded]]
     logits: Bounded
     parts: dict[str, Component]
+    bounded: BoundedReference
     model: Any = None
     model_error: BaseException | None = None
 
@@ -209,20 +211,21 @@ class Harness:
             while len(self._runs) >= _CACHED_RUNS:  # a traced variant at 224 x 224 holds ~1 GB (base)
                 self._runs.pop(next(iter(self._runs)))
             rng = np.random.default_rng([self.seed, sum(map(ord, target.label))])
+            image = rng.standard_normal(target.image).astype(self.dtype)
             weights = target.fixed_weights
             if weights is None:
-                weights = random_weights(parameter_shapes(target.config), rng)
-            image = rng.standard_normal(target.image)
-            self._runs[target.label] = self.reference_run(
-                target, rounded(weights, self.dtype), image.astype(self.dtype)
-            )
+                weights = conditioned_state_dict(target.config, rng, image)
+            self._runs[target.label] = self.reference_run(target, rounded(weights, self.dtype), image)
         return self._runs[target.label]
 
     def reference_run(self, target: Target, weights: dict[str, np.ndarray], image: np.ndarray) -> ModelRun:
         """Build the backend's model with ``weights`` and trace the reference on ``image``
-        (N, 3, H, W), both already in the backend's dtype. A model the backend does not provide
-        (``Unsupported``) leaves the trace empty."""
-        run = ModelRun(target, weights, image, [], exact(np.zeros(0)), {c.name: c for c in components(target.config)})
+        (N, 3, H, W), both already in the backend's dtype. The bounds assume the harness's drawn
+        weights (clause 11.5, regime "drawn") unless the target's weights come from elsewhere. A
+        model the backend does not provide (``Unsupported``) leaves the trace empty."""
+        bounded = BoundedReference(self.dtype, "drawn" if target.weights == "harness" else "any")
+        parts = {c.name: c for c in components(target.config)}
+        run = ModelRun(target, weights, image, [], exact(np.zeros(0)), parts, bounded)
         try:
             run.model = self.backend.model(target.config, weights)
         except Exception as exc:
@@ -235,7 +238,7 @@ class Harness:
             return output
 
         params = {k: v.astype(np.float64) for k, v in weights.items()}
-        run.logits = self.bounded.model(target.config, params, exact(image), trace=record)
+        run.logits = bounded.model(target.config, params, exact(image), trace=record)
         return run
 
 

@@ -35,7 +35,7 @@ from parcnetv2.conformance.observation import Observation, map_layout, observe
 from parcnetv2.conformance.protocol import Unsupported
 from parcnetv2.reference.components import subtree
 from parcnetv2.reference.registry import KINDS
-from parcnetv2.spec.tolerance import compare, propagated_bound
+from parcnetv2.spec.tolerance import compare
 
 __all__ = ["Finding", "check_model", "locate"]
 
@@ -69,7 +69,7 @@ class Finding:
 
 
 def _check(check: Checker, actual: Any, expected: Bounded, what: str, clause: str) -> tuple[bool, str, float]:
-    bound = propagated_bound(expected.error, check.dtype)
+    bound = check.bounded.bound(expected)
     result = compare(actual, expected.value, bound, op=f"{what} (clause {clause})")
     return result.ok, result.message, result.worst_ratio
 
@@ -106,7 +106,7 @@ def locate(check: Checker, run: ModelRun, observation: Observation) -> tuple[lis
                                     f"{output.shape}"))  # fmt: skip
             return output
         if part.kind in _LEAVES and own_input is not None:  # the module on exactly its own input
-            output = check.bounded.component(part.kind, subtree(weights, name), exact(own_input), part.settings)
+            output = run.bounded.component(part.kind, subtree(weights, name), exact(own_input), part.settings)
         ok, message, _ = _check(check, got, output, f"{label} of {run.target.label}", clause)
         if not ok:
             findings.append(Finding(name, "inside", message))
@@ -116,7 +116,7 @@ def locate(check: Checker, run: ModelRun, observation: Observation) -> tuple[lis
         return exact(got)
 
     params = {k: v.astype(np.float64) for k, v in weights.items()}
-    check.bounded.model(run.target.config, params, exact(run.image), trace=substitute)
+    run.bounded.model(run.target.config, params, exact(run.image), trace=substitute)
     ancestors = {}
     for name in sorted(via_parameters):
         parent = name
@@ -126,7 +126,7 @@ def locate(check: Checker, run: ModelRun, observation: Observation) -> tuple[lis
     return findings, {"modules_checked": len(checked), "checked_through_ancestor": ancestors}
 
 
-def _growth(run: ModelRun, observation: Observation) -> list[dict[str, Any]]:
+def _growth(check: Checker, run: ModelRun, observation: Observation) -> list[dict[str, Any]]:
     """Per stage output: error, bound and values, relative to the values' RMS (clause 14.8)."""
     rows = []
     for name, _, expected in run.trace:
@@ -135,11 +135,12 @@ def _growth(run: ModelRun, observation: Observation) -> list[dict[str, Any]]:
         seen = observation.last(name)
         got = None if seen is None else map_layout(seen.output, expected.shape)
         rms = float(np.sqrt(np.mean(expected.value**2))) or 1.0
-        row = {"module": name, "bound/rms": float(np.max(expected.error)) / rms}
+        bound = check.bounded.bound(expected)
+        row = {"module": name, "bound/rms": float(np.max(bound)) / rms}
         if got is not None:
             error = np.abs(got.astype(np.float64) - expected.value)
             row["error/rms"] = float(np.max(error)) / rms
-            row["error/bound"] = float(np.max(error / propagated_bound(expected.error, np.float32)))
+            row["error/bound"] = float(np.max(error / bound))
         rows.append(row)
     return rows
 
@@ -172,14 +173,16 @@ def check_model(check: Checker, run: ModelRun, *, case: Any = None) -> None:
         check.notes["coverage"] = f"not observable: {observation.untraced}"
     findings, how = locate(check, run, observation) if observation.traced else ([], {})
     check.notes.update(how)
-    growth = _growth(run, observation)
+    growth = _growth(check, run, observation)
     check.notes["growth"] = growth
     output_problem = ""
     try:
         check.compare(observation.logits, run.logits, what=f"output of {label}", clause="2.1", case=case)
     except AssertionError as exc:
         output_problem = str(exc)
-    check.notes["power"] = float(np.max(run.logits.error) / (np.sqrt(np.mean(run.logits.value**2)) or 1.0))
+    check.notes["power"] = float(
+        np.max(check.bounded.bound(run.logits)) / (np.sqrt(np.mean(run.logits.value**2)) or 1.0)
+    )
     if findings:
         first = findings[0]
         check.notes["first_divergence"] = first.place()

@@ -17,6 +17,7 @@ from parcnetv2.conformance.checking import as_float64
 from parcnetv2.conformance.error_bounds import exact
 from parcnetv2.conformance.harness import IMAGE_SIZE
 from parcnetv2.reference import Config
+from parcnetv2.reference.architecture import stage_sizes
 from parcnetv2.spec import architecture_defaults
 
 LOCAL_PADDING = architecture_defaults()["local_kernel_size"] // 2
@@ -147,7 +148,7 @@ def test_stage_geometry_224(conformance_check, geometry, operation):
         pytest.skip("the backend is one fixed model: no component operations at the variant's geometry")
     variant, stage = geometry
     config = Config.from_variant(variant)
-    height = width = next(s for i, s in enumerate(_stage_sizes(IMAGE_SIZE, len(config.depths))) if i == stage)
+    height, width = stage_sizes(config, IMAGE_SIZE, IMAGE_SIZE)[stage]
     if operation == "parc_spatial_reparameterized" and stage == 0:
         pytest.skip("the dense merged kernel is not checked at stage 0 (111 x 111 taps on 56 x 56; clause 7.3)")
     op = check.require(operation)
@@ -190,8 +191,3 @@ def _spatial_part(check, x: np.ndarray, p: dict) -> tuple[np.ndarray, dict]:
     """NCHW input and the dwconv1/dwconv2 kernels of a token mixer's parameters."""
     spatial = {k: v for k, v in p.items() if k.startswith(("dwconv1.", "dwconv2."))}
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), spatial
-
-
-def _stage_sizes(size: int, stages: int) -> list[int]:
-    """Square feature-map sizes after the stem and each downsampling at ``size`` (clause 3)."""
-    return [h for h, _ in cases.stage_sizes(size, size, stages)]

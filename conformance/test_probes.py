@@ -62,7 +62,7 @@ def test_module_probe(conformance_check, module_target):
 
     def one(case):
         x = case.array(template, part.layout, fixed, check.dtype)
-        expected = check.bounded.component(part.kind, params, exact(x), part.settings)
+        expected = run.bounded.component(part.kind, params, exact(x), part.settings)
         actual = check.call(runner, x)
         check.compare(actual, expected, what=f"{probed} ({part.kind}) of {label}", clause=clause, case=case)
 

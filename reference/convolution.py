@@ -111,5 +111,5 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) ->
     weight = cast(weight, x.dtype)
     if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
         raise InputError(f"linear: input (..., {x.shape[-1]}) does not fit weight {weight.shape}")
-    out = x @ weight.T
+    out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(*x.shape[:-1], weight.shape[0])  # one 2-D matmul: fast
     return out if bias is None else out + cast(bias, x.dtype)

@@ -8,6 +8,7 @@ and ``c`` comes from ``tolerance.toml``. No other tolerance literal exists in th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,8 @@ __all__ = [
     "assert_relative",
     "compare",
     "elementwise_bound",
-    "gamma",
-    "propagated_bound",
+    "probabilistic_constant",
+    "probabilistic_factor",
     "propagation_length",
     "relative_tolerance",
     "unit_roundoff",
@@ -40,29 +41,28 @@ def safety_factor() -> float:
     return float(load_toml("tolerance.toml")["factor"]["c"])
 
 
-def gamma(reduction_length: float, dtype: Any) -> float:
-    """Rounding factor of one operation in the propagated bounds of clauses 11.4-11.9:
-    ``c * sqrt(n) * (u(dtype) + u(float64))``. The float64 term covers the reference's own rounding,
-    so the bound also holds when the implementation itself computes in float64."""
-    if reduction_length < 1:
-        raise ValueError(f"reduction_length must be >= 1, got {reduction_length}")
-    u = unit_roundoff(dtype) + unit_roundoff(np.float64)
-    return safety_factor() * float(np.sqrt(float(reduction_length))) * u
-
-
 def propagation_length(name: str) -> int:
-    """The effective length ``n`` of a non-reduction operation (``gelu_length``,
-    ``resize_length``, ``norm_length``) from the [propagation] table of tolerance.toml."""
+    """The effective length ``n`` of a non-reduction operation (``resize_length``, ``norm_length``)
+    from the [propagation] table of tolerance.toml (clauses 11.6, 11.8)."""
     table = load_toml("tolerance.toml")["propagation"]
     if name not in table:
         raise ValueError(f"the tolerance policy has no propagation length {name!r}; known: {', '.join(table)}")
     return int(table[name])
 
 
-def propagated_bound(error: np.ndarray, dtype: Any) -> np.ndarray:
-    """The comparison bound of clauses 11.4-11.9: a propagated first-order error bound (float64,
-    the output's shape) plus the smallest normal number of ``dtype``."""
-    return np.asarray(error, dtype=np.float64) + float(np.finfo(np.dtype(dtype)).tiny)
+def probabilistic_constant(name: str) -> float:
+    """A constant of the probabilistic bounds (``eta``, ``gelu_factor``) from the [probabilistic]
+    table of tolerance.toml (clauses 11.4, 11.7)."""
+    table = load_toml("tolerance.toml")["probabilistic"]
+    if name not in table:
+        raise ValueError(f"the tolerance policy has no probabilistic constant {name!r}; known: {', '.join(table)}")
+    return float(table[name])
+
+
+def probabilistic_factor(elements: int) -> float:
+    """lambda(N, eta) = sqrt(2 ln(2 N / eta)) of clause 11.4: a tensor of N elements whose errors are
+    sub-Gaussian with proxies sigma exceeds lambda * sigma somewhere with probability at most eta."""
+    return math.sqrt(2.0 * math.log(2.0 * max(int(elements), 1) / probabilistic_constant("eta")))
 
 
 def elementwise_bound(magnitude: np.ndarray, dtype: Any, reduction_length: int) -> np.ndarray:
