@@ -61,7 +61,11 @@ typedef enum pcn_status {
     PCN_ERR_OVERFLOW = 3, /* a size product overflows size_t (or the tensor is too large) */
     PCN_ERR_NOMEM = 4,    /* scratch allocation failed or a caller workspace is too small */
     PCN_ERR_ISA = 5,      /* a forced ISA is not compiled in or not supported by this CPU */
-    PCN_ERR_ARG = 6       /* an enum or option argument has an invalid value */
+    PCN_ERR_ARG = 6,      /* an enum or option argument has an invalid value */
+    PCN_ERR_FILE = 7,     /* a file cannot be opened or read, or is not a regular file (pcn_model.h) */
+    PCN_ERR_FORMAT = 8,   /* a weights file is not a valid .safetensors file (pcn_model.h) */
+    PCN_ERR_WEIGHTS = 9,  /* weights do not form a ParCNetV2: names, shapes, dtypes (pcn_model.h) */
+    PCN_ERR_BUSY = 10     /* a plan is already running in another call (pcn_model.h) */
 } pcn_status;
 
 typedef enum pcn_layout { PCN_NCHW = 0, PCN_NHWC = 1 } pcn_layout;
@@ -71,7 +75,8 @@ typedef enum pcn_isa {
     PCN_ISA_SCALAR = 1, /* portable C, always present */
     PCN_ISA_AVX2 = 2,   /* x86-64 AVX2 + FMA */
     PCN_ISA_AVX512 = 3, /* x86-64 AVX-512F */
-    PCN_ISA_NEON = 4    /* AArch64 Advanced SIMD */
+    PCN_ISA_NEON = 4,   /* AArch64 Advanced SIMD */
+    PCN_ISA_COUNT = 5   /* number of values above: the one list of ISAs (bindings iterate 0..COUNT-1) */
 } pcn_isa;
 
 typedef enum pcn_path {

@@ -65,6 +65,10 @@ const char *pcn_status_name(pcn_status code) {
     case PCN_ERR_NOMEM: return "out of memory or workspace too small";
     case PCN_ERR_ISA: return "ISA not available";
     case PCN_ERR_ARG: return "invalid argument";
+    case PCN_ERR_FILE: return "file error";
+    case PCN_ERR_FORMAT: return "invalid weights file format";
+    case PCN_ERR_WEIGHTS: return "weights do not fit the model";
+    case PCN_ERR_BUSY: return "plan busy";
     }
     return "unknown status";
 }
@@ -76,6 +80,7 @@ const char *pcn_isa_name(pcn_isa isa) {
     case PCN_ISA_AVX2: return "avx2";
     case PCN_ISA_AVX512: return "avx512";
     case PCN_ISA_NEON: return "neon";
+    case PCN_ISA_COUNT: break;
     }
     return "unknown";
 }
