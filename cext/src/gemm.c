@@ -103,7 +103,7 @@ size_t pcn_gemm_partition(pcn_gemm_job *j, int threads) {
     j->tiles = cdiv(j->M, b->mr);
     j->tile_base = j->M / j->tiles;
     j->tile_rem = j->M % j->tiles;
-    if (j->rowop != PCN_ROW_NONE && panel_bytes * (size_t)b->panels <= PCN_GEMM_FUSED_ROW_B &&
+    if (j->rowop != PCN_ROW_NONE && !j->rows_apart && panel_bytes * (size_t)b->panels <= PCN_GEMM_FUSED_ROW_B &&
         j->tiles >= 2 * (threads < 1 ? 1 : threads)) {
         pb = b->panels; /* whole rows per unit: the row operation follows in the unit */
     } else {
@@ -123,7 +123,7 @@ size_t pcn_gemm_partition(pcn_gemm_job *j, int threads) {
 }
 
 int pcn_gemm_rowop_separate(const pcn_gemm_job *j) {
-    return j->rowop != PCN_ROW_NONE && j->units_n > 1;
+    return j->rowop != PCN_ROW_NONE && (j->units_n > 1 || j->rows_apart);
 }
 
 /* ------------------------------------------------------------------ public entry points */

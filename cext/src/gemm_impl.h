@@ -224,7 +224,7 @@ static void PCN_FN(gemm_unit)(const pcn_gemm_job *j, size_t unit, float *scratch
             PCN_FN(gemm_tiles)
             [mr - 1][(b->pair ? 2 * nv : nv) - 1](j, scratch, b->data + p * b->Kp * GEMM_NR, m0, n0, nlast);
         }
-        if (j->units_n == 1 && j->rowop != PCN_ROW_NONE) PCN_FN(gemm_rows)(j, m0, m0 + mr);
+        if (j->units_n == 1 && j->rowop != PCN_ROW_NONE && !j->rows_apart) PCN_FN(gemm_rows)(j, m0, m0 + mr);
     }
 }
 

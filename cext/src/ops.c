@@ -10,7 +10,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include "pcn_internal.h"
+#include "pcn_model_internal.h"
 
 #define PCN_STR2(x) #x
 #define PCN_STR(x)  PCN_STR2(x)
@@ -544,4 +544,16 @@ pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRI
     execute(k, &j, &p, base);
     free(owned);
     return pcn_ok(err);
+}
+
+/* ------------------------------------------------------------------ the model's spatial job */
+
+pcn_status pcn_parc_job_nhwc(pcn_job *job, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_path path,
+                             pcn_error *err) {
+    pcn_options o = pcn_options_default();
+    pcn_status st;
+    o.path = path;
+    if ((st = setup_parc(job, N, C, H, W, KV, KW, PCN_NHWC, &o, err)) != PCN_OK) return st;
+    job->slab = 1; /* NHWC: channel slabs (choose_route) */
+    return PCN_OK;
 }

@@ -199,6 +199,7 @@ typedef struct pcn_gemm_job {
     ptrdiff_t ldn;
     const float *w1, *w2;
     float eps;
+    int rows_apart; /* the row operation writes what the tiles read: run it after every unit */
     /* partition (pcn_gemm_partition) */
     ptrdiff_t tiles, tile_base, tile_rem; /* row tiles: tile t has tile_base + (t < tile_rem) rows */
     ptrdiff_t tb, pb, units_m, units_n;
