@@ -16,7 +16,7 @@ import re
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The public headers, in dependency order.
-HEADERS = ("parcnetv2.h", "pcn_fused.h", "pcn_gemm.h", "pcn_model.h")
+HEADERS = ("parcnetv2.h", "pcn_fused.h", "pcn_gemm.h", "pcn_model.h", "pcn_image.h")
 
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 _INT_DEFINE = re.compile(r"^#\s*define\s+(PCN_[A-Z0-9_]+)\s+(-?\d+)\s*$")
