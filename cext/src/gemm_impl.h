@@ -43,12 +43,18 @@ static void PCN_FN(gemm_pack_a)(const pcn_gemm_job *j, ptrdiff_t m0, ptrdiff_t m
         } else {
             const float *const *seg = j->ind + (m0 + r) * j->ks;
             k = 0;
-            for (t = 0; t < j->ks; t++) {
+            for (t = 0; t < j->ks; t++) { /* each segment in runs that stay inside one group of VL */
                 const float *src = seg[t];
                 ptrdiff_t q = 0;
-                if (k % VL == 0)
-                    for (; q + VL <= j->kc; q += VL, k += VL) V_STORE(dst + (k / VL) * GEMM_MR * VL, V_LOAD(src + q));
-                for (; q < j->kc; q++, k++) dst[(k / VL) * GEMM_MR * VL + k % VL] = src[q];
+                while (q < j->kc) {
+                    const ptrdiff_t l = k % VL, n = pmin(VL - l, j->kc - q);
+                    if (n == VL)
+                        V_STORE(dst + (k / VL) * GEMM_MR * VL, V_LOAD(src + q));
+                    else
+                        memcpy(dst + (k / VL) * GEMM_MR * VL + l, src + q, sizeof(float) * (size_t)n);
+                    q += n;
+                    k += n;
+                }
             }
             for (; k < Kp; k++) dst[(k / VL) * GEMM_MR * VL + k % VL] = 0.0f;
         }
@@ -128,6 +134,25 @@ PCN_INLINE void PCN_FN(gemm_tile_generic)(const int R, const int NVT, const pcn_
                 for (i = 0; i < NVT; i++) acc[r][i] = V_FMA(av, bv[i], acc[r][i]);
             }
         }
+    }
+    if (nlast == VL && (j->epi == PCN_EPI_STORE || j->epi == PCN_EPI_RESIDUAL)) {
+        /* full vectors, no GELU: the same arithmetic as gemm_epilogue, from the registers */
+        const float *bias = j->b->bias, *scale = j->scale;
+        GEMM_UNROLL16
+        for (r = 0; r < R; r++) {
+            float *y = j->y + (m0 + r) * j->ldy + n0;
+            GEMM_UNROLL16
+            for (i = 0; i < NVT; i++) {
+                vec v = acc[r][i];
+                if (j->epi == PCN_EPI_RESIDUAL)
+                    v = scale ? V_FMA(V_LOAD(y + i * VL), V_LOAD(scale + n0 + i * VL), v)
+                              : V_ADD(V_LOAD(y + i * VL), v);
+                else if (bias)
+                    v = V_ADD(v, V_LOAD(bias + n0 + i * VL));
+                V_STORE(y + i * VL, v);
+            }
+        }
+        return;
     }
     {
         vec out[GEMM_MR][GEMM_NV]; /* the epilogue runs once per tile: one copy of its code per ISA */

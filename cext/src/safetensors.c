@@ -518,8 +518,8 @@ pcn_status pcn_st_parse(const unsigned char *json, size_t hlen, size_t data_len,
         for (k = 0; k < t->ndim; k++) ovf |= pcn_mul_ovf(count, t->shape[k], &count);
         ovf |= pcn_mul_ovf(count, t->itemsize, &nbytes);
         if (t->end > data_len) {
-            pcn_fail(err, PCN_ERR_FORMAT, "tensor '%.60s': data_offsets [%zu, %zu] run past the %zu data bytes", t->name,
-                     t->begin, t->end, data_len);
+            pcn_fail(err, PCN_ERR_FORMAT, "tensor '%.60s': data_offsets [%zu, %zu] run past the %zu data bytes",
+                     t->name, t->begin, t->end, data_len);
             pcn_tensor_set_free(set); /* after the message: it names the tensor */
             return PCN_ERR_FORMAT;
         }

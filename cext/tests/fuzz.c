@@ -152,9 +152,7 @@ static void fuzz_conv(int entry) {
     case 0:
         st = pcn_dwconv2d(coin(3) ? NULL : x, w, coin(50) ? k2 : NULL, y, N, C, H, W, KH, KW, PH, PW, layout, &o, &e);
         break;
-    case 1:
-        st = pcn_oversized_conv(x, w, k2, coin(3) ? NULL : y, N, C, H, W, KH, KW, layout, &o, &e);
-        break;
+    case 1: st = pcn_oversized_conv(x, w, k2, coin(3) ? NULL : y, N, C, H, W, KH, KW, layout, &o, &e); break;
     case 2: {
         const size_t kv = KH | 1, kw = KW | 1;
         float *k7 = fbuf(elems(C, 49, 1, 1));
@@ -184,8 +182,8 @@ static void fuzz_conv(int entry) {
     }
     }
     check_status(entry, st, &e);
-    if (hostile && entry <= 2 && (N > 1000 || C > 1000 || H > 1000 || W > 1000 || KH == 0 || KH > 255 ||
-                                  (entry == 0 && PH > 1000)))
+    if (hostile && entry <= 2 &&
+        (N > 1000 || C > 1000 || H > 1000 || W > 1000 || KH == 0 || KH > 255 || (entry == 0 && PH > 1000)))
         must_fail(entry, st, "a hostile size");
     free(x), free(w), free(k2), free(y);
 }
@@ -217,8 +215,10 @@ static void fuzz_fused(int entry) {
     float *x, *y, *s, *v, *v2, *h;
     pcn_status st;
     o.workspace = NULL; /* the fused kernels take no workspace, but a size without pointer is an error */
-    if (coin(5)) o.workspace_bytes = 8;
-    else o.workspace_bytes = 0;
+    if (coin(5))
+        o.workspace_bytes = 8;
+    else
+        o.workspace_bytes = 0;
     if (hostile) {
         switch (below(4)) {
         case 0: rows = coin(30) ? 0 : hostile_size(); break;
@@ -244,7 +244,9 @@ static void fuzz_fused(int entry) {
     case 7: st = pcn_gate(x, ld, coin(50) ? v : NULL, s, ld, y, ld, rows, C, &o, &e); break;
     case 8: st = pcn_gelu_gate(h, 2 * ld, coin(50) ? v : NULL, y, ld, rows, C, &o, &e); break;
     case 9: st = pcn_layer_norm_general(x, ld, v, y, ld, rows, C, 1e-6f, &o, &e); break;
-    case 10: st = pcn_residual_norm(x, ld, coin(50) ? v : NULL, s, ld, coin(50) ? v2 : NULL, y, ld, rows, C, 1e-6f, &o, &e); break;
+    case 10:
+        st = pcn_residual_norm(x, ld, coin(50) ? v : NULL, s, ld, coin(50) ? v2 : NULL, y, ld, rows, C, 1e-6f, &o, &e);
+        break;
     case 11: st = pcn_layer_norm(x, ld, v, v2, y, ld, rows, C, 1e-6f, &o, &e); break;
     case 12: {
         const size_t n = hostile ? rows : small(3);
@@ -256,7 +258,8 @@ static void fuzz_fused(int entry) {
     }
     case 13: {
         const size_t n = small(2), c = small(5), hh = small(9), ww = small(9), kh = hostile ? 256 : small(5),
-                     kw = small(5), sh = hostile && coin(50) ? 0 : small(3), sw = small(3), ph = below(3), pw = below(3);
+                     kw = small(5), sh = hostile && coin(50) ? 0 : small(3), sw = small(3), ph = below(3),
+                     pw = below(3);
         const size_t oh = hh + 2 * ph >= kh ? (hh + 2 * ph - kh) / (sh ? sh : 1) + 1 : 0;
         const size_t ow = ww + 2 * pw >= kw ? (ww + 2 * pw - kw) / sw + 1 : 0;
         float *xx = fbuf(n * c * hh * ww), *cols = fbuf(elems(n * oh, ow, kh * kw * c + 1, 1));
@@ -295,8 +298,10 @@ static void fuzz_gemm(int entry) {
     pcn_packed_matrix *pm = (pcn_packed_matrix *)&e; /* must be overwritten with NULL on failure */
     pcn_status st;
     if (hostile) {
-        if (coin(50)) K = coin(30) ? 0 : hostile_size();
-        else N = coin(30) ? 0 : hostile_size();
+        if (coin(50))
+            K = coin(30) ? 0 : hostile_size();
+        else
+            N = coin(30) ? 0 : hostile_size();
     }
     b = fbuf(elems(tr == 1 ? N : K, ldb, 1, 1));
     bias = fbuf(elems(N, 1, 1, 1));
@@ -342,9 +347,7 @@ static unsigned char *mutate(size_t *size) {
             d[at % n] = (unsigned char)tokens[below(sizeof tokens - 1)];
             break;
         }
-        case 2: /* truncate */
-            n = below(n + 1);
-            break;
+        case 2: /* truncate */ n = below(n + 1); break;
         case 3: { /* delete a range */
             const size_t len = below(40), p = at % (n ? n : 1);
             if (p + len <= n) {
@@ -468,9 +471,15 @@ static void fuzz_tensors(int entry) {
         pcn_tensor *v = &t[below(n)];
         switch (below(6)) {
         case 0: v->name = NULL; break;
-        case 1: v->dtype = (pcn_dtype)below(8); v->dtype = v->dtype == PCN_DTYPE_F64 ? PCN_DTYPE_F32 : v->dtype; break;
+        case 1:
+            v->dtype = (pcn_dtype)below(8);
+            v->dtype = v->dtype == PCN_DTYPE_F64 ? PCN_DTYPE_F32 : v->dtype;
+            break;
         case 2: v->ndim = coin(50) ? 9 : 0; break;
-        case 3: v->shape[0] = hostile_size(); v->data = NULL; break;
+        case 3:
+            v->shape[0] = hostile_size();
+            v->data = NULL;
+            break;
         case 4: v->data = NULL; break;
         default: v->name = t[below(n)].name; break;
         }
@@ -496,8 +505,8 @@ static void fuzz_image(int entry) {
     pcn_error e;
     pcn_status st;
     int maxval = coin(90) ? 255 : (int)below(70000);
-    len = (size_t)snprintf(head, sizeof head, coin(10) ? "P6\n# c\n%zu %zu\n%d\n" : "P6 %zu %zu %d\n", coin(95) ? w : w + 100000,
-                           h, maxval);
+    len = (size_t)snprintf(head, sizeof head, coin(10) ? "P6\n# c\n%zu %zu\n%d\n" : "P6 %zu %zu %d\n",
+                           coin(95) ? w : w + 100000, h, maxval);
     total = len + w * h * 3 - (coin(10) ? below(w * h * 3 + 1) : 0);
     d = (unsigned char *)malloc(total + 1);
     memcpy(d, head, len < total ? len : total);
@@ -523,9 +532,12 @@ int main(int argc, char **argv) {
     st_model sm;
     static const size_t depths[4] = {1, 1, 1, 1}, dims[4] = {4, 6, 8, 10}, kernels[4] = {7, 5, 3, 1};
     for (a = 1; a + 1 < argc; a += 2) {
-        if (strcmp(argv[a], "--seconds") == 0) seconds = atof(argv[a + 1]);
-        else if (strcmp(argv[a], "--runs") == 0) runs = atol(argv[a + 1]);
-        else if (strcmp(argv[a], "--seed") == 0) seed = strtoull(argv[a + 1], NULL, 10);
+        if (strcmp(argv[a], "--seconds") == 0)
+            seconds = atof(argv[a + 1]);
+        else if (strcmp(argv[a], "--runs") == 0)
+            runs = atol(argv[a + 1]);
+        else if (strcmp(argv[a], "--seed") == 0)
+            seed = strtoull(argv[a + 1], NULL, 10);
     }
     rng_state = seed | 1;
     printf("pcn_fuzz: seed %llu, %.0f s, %ld runs (0: unlimited); %s\n", (unsigned long long)seed, seconds, runs,
@@ -534,27 +546,47 @@ int main(int argc, char **argv) {
     g_valid = st_write(sm.t, sm.n, &g_valid_size);
     st_model_free(&sm);
     {
-        static const char *names[] = {"pcn_dwconv2d", "pcn_oversized_conv", "pcn_parc_spatial", "pcn_reparameterize",
-                                      "workspace/choose_path", "pcn_erf", "pcn_bias_gelu", "pcn_gate", "pcn_gelu_gate",
-                                      "pcn_layer_norm_general", "pcn_residual_norm", "pcn_layer_norm", "pcn_head",
-                                      "pcn_im2col", "pcn_gemm", "pcn_gemm_pack/packed", "pcn_model_load",
-                                      "pcn_plan_create", "pcn_plan_run", "pcn_model_from_tensors", "pcn_ppm/image"};
+        static const char *names[] = {"pcn_dwconv2d",
+                                      "pcn_oversized_conv",
+                                      "pcn_parc_spatial",
+                                      "pcn_reparameterize",
+                                      "workspace/choose_path",
+                                      "pcn_erf",
+                                      "pcn_bias_gelu",
+                                      "pcn_gate",
+                                      "pcn_gelu_gate",
+                                      "pcn_layer_norm_general",
+                                      "pcn_residual_norm",
+                                      "pcn_layer_norm",
+                                      "pcn_head",
+                                      "pcn_im2col",
+                                      "pcn_gemm",
+                                      "pcn_gemm_pack/packed",
+                                      "pcn_model_load",
+                                      "pcn_plan_create",
+                                      "pcn_plan_run",
+                                      "pcn_model_from_tensors",
+                                      "pcn_ppm/image"};
         for (a = 0; a < 21; a++) g_names[a] = names[a];
     }
     start = (double)clock() / CLOCKS_PER_SEC;
     for (i = 0; runs == 0 || i < runs; i++) {
         const int entry = (int)below(20);
-        if (entry <= 4) fuzz_conv(entry);
-        else if (entry <= 14) fuzz_fused(entry);
-        else if (entry == 15) fuzz_gemm(entry);
-        else if (entry <= 18) fuzz_model(16);
-        else if (entry == 19) fuzz_tensors(19);
+        if (entry <= 4)
+            fuzz_conv(entry);
+        else if (entry <= 14)
+            fuzz_fused(entry);
+        else if (entry == 15)
+            fuzz_gemm(entry);
+        else if (entry <= 18)
+            fuzz_model(16);
+        else if (entry == 19)
+            fuzz_tensors(19);
         if (coin(5)) fuzz_image(20);
         if ((i & 63) == 0 && (double)clock() / CLOCKS_PER_SEC - start > seconds) break;
     }
     free(g_valid);
-    for (a = 0; a < 21; a++)
-        printf("  %-24s %8ld calls, %8ld refused\n", g_names[a], g_calls[a], g_errors[a]);
+    for (a = 0; a < 21; a++) printf("  %-24s %8ld calls, %8ld refused\n", g_names[a], g_calls[a], g_errors[a]);
     printf("pcn_fuzz: %ld iterations in %.1f s CPU, %ld findings\n", i, (double)clock() / CLOCKS_PER_SEC - start,
            g_findings);
     return g_findings ? 1 : 0;
