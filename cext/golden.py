@@ -276,19 +276,47 @@ def write_model_case(out_dir: str, name: str, config, shape, interpolate, seed: 
     return base + ".pcnm"
 
 
-def generate(out_dir: str, seed: int = 20230101, models: bool = True) -> list[str]:
-    """Write the standard cases into out_dir (kernel vectors, then whole models); returns the paths
-    of the .pcng files and the .pcnm manifests."""
+def generate(out_dir: str, seed: int = 20230101) -> list[str]:
+    """Write the standard kernel cases into out_dir; returns the .pcng paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for i, (name, case) in enumerate(cases(seed)):
         path = os.path.join(out_dir, f"{i:02d}_{name}.pcng")
         write_case(path, case)
         paths.append(path)
-    if models:
-        for i, (name, config, shape, interpolate) in enumerate(MODEL_CASES):
-            paths.append(write_model_case(out_dir, name, config, shape, interpolate, seed + 100 * i))
     return paths
+
+
+def generate_models(out_dir: str, seed: int = 20230101, names: tuple[str, ...] | None = None) -> list[str]:
+    """Write the whole-model cases (all of MODEL_CASES, or those named) into out_dir; returns the
+    .pcnm manifest paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    return [
+        write_model_case(out_dir, name, config, shape, interpolate, seed + 100 * i)
+        for i, (name, config, shape, interpolate) in enumerate(MODEL_CASES)
+        if names is None or name in names
+    ]
+
+
+def read_model_case(manifest: str) -> dict:
+    """A .pcnm manifest: its fields, with the weights, input and expected logits' paths resolved
+    and the input and logits loaded."""
+    fields: dict = {}
+    with open(manifest, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip() and not line.startswith("#"):
+                key, _, value = line.strip().partition(" ")
+                fields[key] = value
+    folder = os.path.dirname(manifest)
+    shape = tuple(int(v) for v in fields["shape"].split())
+    mode = fields["oversized"]
+    return {
+        "weights": os.path.join(folder, fields["weights"]),
+        "input": np.fromfile(os.path.join(folder, fields["input"]), "<f4").reshape(shape),
+        "expected": np.fromfile(os.path.join(folder, fields["expected"]), "<f8").reshape(shape[0], -1),
+        "interpolate": False if mode == "fixed" else True if mode == "interpolate" else int(mode.split()[1]),
+        "relative_tolerance": float(fields["relative_tolerance"]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20230101)
     parser.add_argument("--no-models", action="store_true", help="kernel vectors only, no whole-model cases")
     args = parser.parse_args(argv)
-    paths = generate(args.out, args.seed, models=not args.no_models)
-    models = sum(p.endswith(".pcnm") for p in paths)
-    print(f"wrote {len(paths) - models} golden vector files and {models} whole-model cases to {args.out}")
+    paths = generate(args.out, args.seed)
+    models = [] if args.no_models else generate_models(args.out, args.seed)
+    print(f"wrote {len(paths)} golden vector files and {len(models)} whole-model cases to {args.out}")
     return 0
 
 

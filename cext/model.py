@@ -84,6 +84,7 @@ class Plan:
         self._ptr = _ffi.gc(out[0], _lib.pcn_plan_free)
         self.model = model  # the plan points into the model's weights
         self.shape = (n, c, h, w)
+        self.max_threads = self.info()["max_threads"]
         self.lock = threading.Lock()
 
     def info(self) -> dict[str, Any]:
@@ -156,12 +157,15 @@ class Model:
         """A new plan for inputs of ``shape`` (N, 3, H, W); ``path`` forces the spatial path."""
         return Plan(self, tuple(shape), self.max_threads if max_threads is None else max_threads, path)
 
-    def _cached_plan(self, shape: tuple[int, ...]) -> Plan:
+    def _cached_plan(self, shape: tuple[int, ...], threads: int | None) -> Plan:
+        """The cached plan of ``shape``, rebuilt when a call asks for more threads than it has."""
         with self._lock:
-            if shape in self._plans:
+            plan = self._plans.get(shape)
+            if plan is not None and (threads is None or threads <= plan.max_threads):
                 self._plans.move_to_end(shape)
-                return self._plans[shape]
-            plan = self.plan(shape)
+                return plan
+            want = self.max_threads if threads is None else max(threads, self.max_threads or 0)
+            plan = self.plan(shape, max_threads=want)
             self._plans[shape] = plan
             while len(self._plans) > PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
@@ -178,7 +182,8 @@ class Model:
         if x.shape[0] == 0:
             return np.zeros((0, self.num_classes), np.float32)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return self._cached_plan(tuple(int(d) for d in x.shape)).run(x, threads)
+        nt = None if threads is None else _check_threads(threads)
+        return self._cached_plan(tuple(int(d) for d in x.shape), nt).run(x, nt)
 
 
 def load(
