@@ -38,11 +38,6 @@ extern "C" {
 /* Most stages a model may have (the official variants have 4; spec clause 2.4). */
 #define PCN_MAX_STAGES 4
 
-/* A 4-D shape, e.g. an NCHW input (n, c, h, w). */
-typedef struct pcn_shape4 {
-    size_t n, c, h, w;
-} pcn_shape4;
-
 /* Element types of weights (safetensors codes F32, F16, BF16, F64). Weights of the other types
  * are converted to float32 when the model is created, rounding to nearest. */
 typedef enum pcn_dtype { PCN_DTYPE_F32 = 1, PCN_DTYPE_F16 = 2, PCN_DTYPE_BF16 = 3, PCN_DTYPE_F64 = 4 } pcn_dtype;

@@ -150,7 +150,16 @@ static void fuzz_conv(int entry) {
     y = fbuf(entry == 0 ? elems(N, C, H + 2 * PH + 2, W + 2 * PW + 2) : elems(N, C, H + KH + 2, W + KW + 2));
     switch (entry) {
     case 0:
-        st = pcn_dwconv2d(coin(3) ? NULL : x, w, coin(50) ? k2 : NULL, y, N, C, H, W, KH, KW, PH, PW, layout, &o, &e);
+        if (coin(50)) {
+            pcn_shape4 sh;
+            pcn_window win;
+            sh.n = N, sh.c = C, sh.h = H, sh.w = W;
+            win.kh = KH, win.kw = KW, win.sh = coin(95) ? 1 : below(3), win.sw = 1, win.ph = PH, win.pw = PW;
+            st = pcn_depthwise(coin(3) ? NULL : x, w, coin(50) ? k2 : NULL, y, sh, win, layout, &o, &e);
+        } else {
+            st = pcn_dwconv2d(coin(3) ? NULL : x, w, coin(50) ? k2 : NULL, y, N, C, H, W, KH, KW, PH, PW, layout, &o,
+                              &e);
+        }
         break;
     case 1: st = pcn_oversized_conv(x, w, k2, coin(3) ? NULL : y, N, C, H, W, KH, KW, layout, &o, &e); break;
     case 2: {

@@ -160,22 +160,27 @@ static pcn_status run(gcase *g, pcn_isa isa, int threads, float *y, pcn_error *e
     const uint64_t *d = g->dim;
     garray *x = find(g, "x", 1), *w = find(g, "weight", 1), *b = find(g, "bias", 1);
     garray *kh = find(g, "k_h", 1), *kw = find(g, "k_w", 1), *k7 = find(g, "k7", 1);
+    pcn_shape4 shape;
+    shape.n = d[0], shape.c = d[1], shape.h = d[2], shape.w = d[3];
     o.isa = isa;
     o.threads = threads;
     o.path = (pcn_path)g->path;
     switch (g->op) {
-    case PCN_GOLDEN_DWCONV2D:
+    case PCN_GOLDEN_DWCONV2D: {
+        pcn_window win;
+        win.kh = d[4], win.kw = d[5], win.sh = win.sw = 1, win.ph = d[6], win.pw = d[7];
         if (!x || !w) return PCN_ERR_NULL;
-        return pcn_dwconv2d((float *)x->data, (float *)w->data, b ? (float *)b->data : NULL, y, d[0], d[1], d[2], d[3],
-                            d[4], d[5], d[6], d[7], (pcn_layout)g->layout, &o, e);
+        return pcn_depthwise((float *)x->data, (float *)w->data, b ? (float *)b->data : NULL, y, shape, win,
+                             (pcn_layout)g->layout, &o, e);
+    }
     case PCN_GOLDEN_OVERSIZED:
         if (!x || !kh || !kw) return PCN_ERR_NULL;
-        return pcn_oversized_conv((float *)x->data, (float *)kh->data, (float *)kw->data, y, d[0], d[1], d[2], d[3],
-                                  d[4], d[5], (pcn_layout)g->layout, &o, e);
+        return pcn_oversized((float *)x->data, (float *)kh->data, (float *)kw->data, y, shape, d[4], d[5],
+                             (pcn_layout)g->layout, &o, e);
     case PCN_GOLDEN_PARC:
         if (!x || !kh || !kw || !k7) return PCN_ERR_NULL;
-        return pcn_parc_spatial((float *)x->data, (float *)kh->data, (float *)kw->data, (float *)k7->data, y, d[0],
-                                d[1], d[2], d[3], d[4], d[5], (pcn_layout)g->layout, &o, e);
+        return pcn_parc((float *)x->data, (float *)kh->data, (float *)kw->data, (float *)k7->data, y, shape, d[4], d[5],
+                        (pcn_layout)g->layout, &o, e);
     case PCN_GOLDEN_REPARAM:
         if (!kh || !kw || !k7) return PCN_ERR_NULL;
         return pcn_reparameterize((float *)kh->data, (float *)kw->data, (float *)k7->data, y, d[1], d[4], d[5], e);

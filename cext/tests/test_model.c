@@ -152,6 +152,43 @@ static void test_gemm_errors(void) {
     pcn_gemm_free(NULL);
 }
 
+/* The struct forms (clause 16.5): shape queries refuse before anything is allocated, and the
+ * positional forms compute exactly the struct forms' results. */
+static void test_struct_forms(void) {
+    pcn_shape4 s = {2, 3, 9, 7}, out;
+    pcn_window w = {3, 5, 1, 1, 1, 2};
+    float *x = rand_buf(2 * 3 * 9 * 7, 1.0f), *wt = rand_buf(3 * 15, 1.0f), *y1, *y2;
+    size_t rows, cols;
+    pcn_options o = pcn_options_default();
+    pcn_error e;
+    CHECK(pcn_depthwise_shape(s, w, &out, &e) == PCN_OK && out.n == 2 && out.c == 3 && out.h == 9 && out.w == 7,
+          "depthwise shape %zux%zu", out.h, out.w);
+    y1 = (float *)malloc(2 * 3 * 9 * 7 * sizeof(float));
+    y2 = (float *)malloc(2 * 3 * 9 * 7 * sizeof(float));
+    CHECK(pcn_depthwise(x, wt, NULL, y1, s, w, PCN_NHWC, &o, &e) == PCN_OK, "depthwise: %s", e.message);
+    CHECK(pcn_dwconv2d(x, wt, NULL, y2, 2, 3, 9, 7, 3, 5, 1, 2, PCN_NHWC, &o, &e) == PCN_OK, "dwconv2d");
+    CHECK(memcmp(y1, y2, 2 * 3 * 9 * 7 * sizeof(float)) == 0, "positional and struct forms differ");
+    w.sh = 2;
+    CHECK(pcn_depthwise(x, wt, NULL, y1, s, w, PCN_NHWC, &o, &e) == PCN_ERR_ARG && strstr(e.message, "stride"),
+          "depthwise stride 2: %s", e.message);
+    w.sh = 1;
+    w.kh = 256;
+    CHECK(pcn_depthwise_shape(s, w, &out, &e) == PCN_ERR_SHAPE && strstr(e.message, "KH = 256"), "kernel 256: %s",
+          e.message);
+    w.kh = 3;
+    CHECK(pcn_patches_shape(s, w, 1, &rows, &cols, &e) == PCN_OK && rows == 2 * 9 * 7 && cols == 3 * 5 * 3 + 1,
+          "patches shape %zu x %zu", rows, cols);
+    w.kh = 256;
+    CHECK(pcn_patches_shape(s, w, 0, &rows, &cols, &e) == PCN_ERR_SHAPE, "patches kernel 256");
+    w.kh = 3;
+    w.sw = 0;
+    CHECK(pcn_patches_shape(s, w, 0, &rows, &cols, &e) == PCN_ERR_SHAPE && strstr(e.message, "stride"), "stride 0");
+    w.sw = 1;
+    s.n = SIZE_MAX / 2;
+    CHECK(pcn_patches_shape(s, w, 0, &rows, &cols, &e) == PCN_ERR_OVERFLOW, "patches overflow");
+    free(x), free(wt), free(y1), free(y2);
+}
+
 /* ---------------------------------------------------------- fused epilogues == separate kernels */
 
 /* Runs every unit of a job on one thread (as a plan does, any order gives the same result). */
@@ -598,6 +635,7 @@ int main(void) {
     size_t s, ii;
     printf("%s\n", pcn_build_info());
     test_gemm_errors();
+    test_struct_forms();
     test_weights_files();
     test_modes_and_errors();
     for (ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
