@@ -18,7 +18,7 @@
 /* A row operation is fused into the units when whole rows of B fit this many bytes. */
 #define PCN_GEMM_FUSED_ROW_B ((size_t)512 << 10)
 /* Work units per thread the partition aims at (dynamic scheduling balances them). */
-#define PCN_GEMM_UNITS_PER_THREAD 4
+#define PCN_GEMM_UNITS_PER_THREAD 8
 
 struct pcn_packed_matrix {
     pcn_gemm_b b;

@@ -10,6 +10,8 @@
 #if !defined(_WIN32) && !defined(_FILE_OFFSET_BITS)
 #define _FILE_OFFSET_BITS 64
 #endif
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -704,8 +706,9 @@ pcn_status pcn_model_load_file(pcn_model **PCN_RESTRICT out, const char *PCN_RES
     *out = NULL;
     if (!path) return pcn_fail(err, PCN_ERR_NULL, "pcn_model_load_file: path is NULL");
     if ((st = check_model_options(opt, err)) != PCN_OK) return st;
+    errno = 0;
     f = fopen(path, "rb");
-    if (!f) return pcn_fail(err, PCN_ERR_FILE, "cannot open %.200s", path);
+    if (!f) return pcn_fail(err, PCN_ERR_FILE, "cannot open %.200s: %s", path, errno ? strerror(errno) : "error");
 #ifdef PCN_HAVE_POSIX_FILES
     {
         struct stat sb;

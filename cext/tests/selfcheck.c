@@ -11,9 +11,6 @@
  * (clause 11.3: max|y - r| <= t * max|r|).
  * Exit status: 0 all passed, 1 a check failed, 2 usage or file error.
  */
-#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L /* strtok_r */
-#endif
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -241,7 +238,9 @@ static const char *load_manifest(const char *path, mcase *m) {
     if (!text) return "cannot read";
     memset(m, 0, sizeof *m);
     if (slash) dirlen = (size_t)(slash - path) + 1;
-    for (line = strtok_r((char *)text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    for (line = (char *)text; line && *line; line = save) { /* one line at a time */
+        save = strchr(line, '\n');
+        if (save) *save++ = '\0';
         char key[32], val[400];
         if (line[0] == '#' || sscanf(line, "%31s %399[^\n]", key, val) != 2) continue;
         if (strcmp(key, "pcnm") == 0) {
