@@ -122,6 +122,19 @@ size_t pcn_gemm_partition(pcn_gemm_job *j, int threads) {
     return (size_t)(j->units_m * j->units_n);
 }
 
+size_t pcn_gemm_row_blocks(pcn_gemm_job *j, size_t want) {
+    const pcn_gemm_b *b = j->b;
+    j->tiles = cdiv(j->M, b->mr);
+    j->tile_base = j->M / j->tiles;
+    j->tile_rem = j->M % j->tiles;
+    j->pb = b->panels;
+    j->units_n = 1;
+    j->tb = want ? j->tiles / (ptrdiff_t)want : 1;
+    if (j->tb < 1) j->tb = 1;
+    j->units_m = cdiv(j->tiles, j->tb);
+    return (size_t)j->units_m;
+}
+
 int pcn_gemm_rowop_separate(const pcn_gemm_job *j) {
     return j->rowop != PCN_ROW_NONE && (j->units_n > 1 || j->rows_apart);
 }

@@ -222,7 +222,10 @@ void pcn_gemm_b_free(pcn_gemm_b *b);
 size_t pcn_gemm_partition(pcn_gemm_job *job, int threads);
 /* floats of per-thread scratch a job on b needs */
 size_t pcn_gemm_scratch_floats(const pcn_gemm_b *b);
-/* Run rows [r0, r1) of the job's row operation after all units (when units_n > 1). */
+/* A partition into blocks of whole row tiles only (every panel in each unit, the row operation
+ * fused): about `want` units, the same for every job of the same M. Returns the unit count. */
+size_t pcn_gemm_row_blocks(pcn_gemm_job *job, size_t want);
+/* Whether the job's row operation must run after all its units (units_n > 1 or rows_apart). */
 int pcn_gemm_rowop_separate(const pcn_gemm_job *job);
 
 extern const pcn_gemm_kernels pcn_gemm_kernels_scalar;

@@ -30,14 +30,21 @@
 #define ROWS_PER_UNIT  16 /* rows of a separate row operation per work unit */
 #define IMAGE_MAX_SIDE ((size_t)1 << 20)
 
-enum { STEP_IMAGE = 1, STEP_GEMM, STEP_ROWS, STEP_SPATIAL, STEP_POOL, STEP_CLASSIFY };
+enum { STEP_IMAGE = 1, STEP_GEMM, STEP_ROWS, STEP_SPATIAL, STEP_POOL, STEP_CLASSIFY, STEP_CHAIN };
+
+/* A block's pwconv2, fc1 and fc2 depend on each other only row by row: with many row tiles and
+ * weights that stay in L2, one step runs the three GEMMs per block of row tiles (STEP_CHAIN), so
+ * the rows stay in cache and two barriers go. */
+#define CHAIN_MAX_WEIGHT_BYTES ((size_t)1 << 20)
+#define CHAIN_UNITS_PER_THREAD 8
 
 typedef struct step {
     int kind;
     size_t units;
-    pcn_gemm_job gemm; /* GEMM, ROWS */
-    pcn_job conv;      /* SPATIAL */
-    pcn_fjob fjob;     /* POOL, CLASSIFY */
+    pcn_gemm_job gemm;     /* GEMM, ROWS */
+    pcn_gemm_job chain[3]; /* CHAIN: pwconv2, fc1, fc2 with one row partition */
+    pcn_job conv;          /* SPATIAL */
+    pcn_fjob fjob;         /* POOL, CLASSIFY */
 } step;
 
 struct pcn_plan {
@@ -198,8 +205,9 @@ static pcn_status build_steps(pcn_plan *p, const layout_t *L, const bufs *bf, in
     const pcn_model *m = p->model;
     const size_t N = L->N, S = m->info.stages;
     size_t i, j, n, oy, ox, t, steps = 0, kern_used = 0;
-    int to_down;
+    int to_down, chain;
     const float *w;
+    pcn_gemm_job g3[3], *jobs;
     float *down_in = NULL; /* the input buffer of the next downsampling: t, or b after a downsampling */
     const float **ind = p->ind;
     pcn_gemm_job g;
@@ -302,42 +310,58 @@ static pcn_status build_steps(pcn_plan *p, const layout_t *L, const bufs *bf, in
             s->conv.kw_raw = kw;
             s->conv.k7_raw = bw->k7;
             s->units = m->conv->units(&s->conv);
-            /* pwconv2 + residual + norm2 */
-            memset(&g, 0, sizeof g);
-            g.b = &bw->pw2;
-            g.M = (ptrdiff_t)P;
-            g.a = bf->t;
-            g.lda = (ptrdiff_t)C;
-            g.epi = PCN_EPI_RESIDUAL;
-            g.y = bf->x;
-            g.ldy = (ptrdiff_t)C;
-            g.scale = bw->scale1;
-            set_rowop(&g, bf->b, NULL, bw->norm2, NULL, (ptrdiff_t)C);
-            add_gemm(p->steps, &steps, &g, threads);
-            /* fc1 + gate */
-            memset(&g, 0, sizeof g);
-            g.b = &bw->fc1;
-            g.M = (ptrdiff_t)P;
-            g.a = bf->b;
-            g.lda = (ptrdiff_t)C;
-            g.epi = PCN_EPI_PAIR_GATE;
-            g.y = bf->m;
-            g.ldy = (ptrdiff_t)(PCN_ARCH_MLP_RATIO * C / 2);
-            add_gemm(p->steps, &steps, &g, threads);
-            /* fc2 + residual + the next norm */
-            memset(&g, 0, sizeof g);
-            g.b = &bw->fc2;
-            g.M = (ptrdiff_t)P;
-            g.a = bf->m;
-            g.lda = (ptrdiff_t)(PCN_ARCH_MLP_RATIO * C / 2);
-            g.epi = PCN_EPI_RESIDUAL;
-            g.y = bf->x;
-            g.ldy = (ptrdiff_t)C;
-            g.scale = bw->scale2;
+            /* pwconv2 + residual + norm2, fc1 + gate, fc2 + residual + the next norm: one chained
+             * step (rows in cache, no barrier between them) or three */
+            {
+                const size_t tiles = (P + (size_t)m->gemm->mr - 1) / (size_t)m->gemm->mr;
+                const size_t wbytes =
+                    (bw->pw2.Kp * bw->pw2.N + bw->fc1.Kp * bw->fc1.N + bw->fc2.Kp * bw->fc2.N) * sizeof(float);
+                chain = wbytes <= CHAIN_MAX_WEIGHT_BYTES && tiles >= 4 * (size_t)threads;
+            }
+            if (chain) {
+                s = add(p->steps, &steps, STEP_CHAIN);
+                jobs = s->chain;
+            } else {
+                jobs = g3;
+            }
+            memset(jobs, 0, 3 * sizeof *jobs);
+            jobs[0].b = &bw->pw2;
+            jobs[0].M = (ptrdiff_t)P;
+            jobs[0].a = bf->t;
+            jobs[0].lda = (ptrdiff_t)C;
+            jobs[0].epi = PCN_EPI_RESIDUAL;
+            jobs[0].y = bf->x;
+            jobs[0].ldy = (ptrdiff_t)C;
+            jobs[0].scale = bw->scale1;
+            set_rowop(&jobs[0], bf->b, NULL, bw->norm2, NULL, (ptrdiff_t)C);
+            jobs[1].b = &bw->fc1;
+            jobs[1].M = (ptrdiff_t)P;
+            jobs[1].a = bf->b;
+            jobs[1].lda = (ptrdiff_t)C;
+            jobs[1].epi = PCN_EPI_PAIR_GATE;
+            jobs[1].y = bf->m;
+            jobs[1].ldy = (ptrdiff_t)(PCN_ARCH_MLP_RATIO * C / 2);
+            jobs[2].b = &bw->fc2;
+            jobs[2].M = (ptrdiff_t)P;
+            jobs[2].a = bf->m;
+            jobs[2].lda = (ptrdiff_t)(PCN_ARCH_MLP_RATIO * C / 2);
+            jobs[2].epi = PCN_EPI_RESIDUAL;
+            jobs[2].y = bf->x;
+            jobs[2].ldy = (ptrdiff_t)C;
+            jobs[2].scale = bw->scale2;
             w = next_norm(m, i, j, &to_down);
-            set_rowop(&g, to_down ? bf->t : bf->b, NULL, w, NULL, (ptrdiff_t)C);
-            down_in = bf->t;
-            add_gemm(p->steps, &steps, &g, threads);
+            /* chained, other row blocks still read t: a downsampling's input goes to g */
+            down_in = chain ? bf->g : bf->t;
+            set_rowop(&jobs[2], to_down ? down_in : bf->b, NULL, w, NULL, (ptrdiff_t)C);
+            if (chain) {
+                size_t q, tb = pcn_gemm_row_blocks(&jobs[0], (size_t)threads * CHAIN_UNITS_PER_THREAD);
+                for (q = 1; q < 3; q++) pcn_gemm_row_blocks(&jobs[q], (size_t)threads * CHAIN_UNITS_PER_THREAD);
+                s->units = tb;
+            } else {
+                add_gemm(p->steps, &steps, &jobs[0], threads);
+                add_gemm(p->steps, &steps, &jobs[1], threads);
+                add_gemm(p->steps, &steps, &jobs[2], threads);
+            }
         }
     }
     /* head */
@@ -616,6 +640,16 @@ static void run_steps(pcn_plan *p, int tid, int nth) {
 #endif
             break;
         }
+        case STEP_CHAIN:
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (u = 0; u < units; u++) {
+                m->gemm->unit(&st->chain[0], (size_t)u, scratch);
+                m->gemm->unit(&st->chain[1], (size_t)u, scratch);
+                m->gemm->unit(&st->chain[2], (size_t)u, scratch);
+            }
+            break;
         case STEP_POOL:
         case STEP_CLASSIFY:
 #ifdef _OPENMP
