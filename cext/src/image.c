@@ -150,6 +150,7 @@ pcn_status pcn_image_preprocess(const unsigned char *PCN_RESTRICT rgb, size_t wi
     size_t vks = 0, hks = 0;
     unsigned char *temp = NULL, *final = NULL;
     int need_h, need_v;
+    pcn_status st;
     if (!rgb || !out) return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !rgb ? "rgb" : "out");
     if (width < 1 || height < 1 || width > PCN_IMAGE_MAX_SIDE || height > PCN_IMAGE_MAX_SIDE)
         return pcn_fail(err, PCN_ERR_SHAPE, "%s: image sides must be in 1..%d, got %zux%zu", op, PCN_IMAGE_MAX_SIDE,
@@ -174,7 +175,7 @@ pcn_status pcn_image_preprocess(const unsigned char *PCN_RESTRICT rgb, size_t wi
     if (need_v) {
         size_t i;
         vks = coefficients(height, new_h, top, crop, &vb, &vk);
-        if (!vks) return pcn_fail(err, PCN_ERR_NOMEM, "%s: out of memory", op);
+        if (!vks) goto nomem;
         ylo = (size_t)vb[0];
         yhi = 0;
         for (i = 0; i < crop; i++) {
@@ -187,27 +188,10 @@ pcn_status pcn_image_preprocess(const unsigned char *PCN_RESTRICT rgb, size_t wi
         yhi = top + crop;
     }
     rows = yhi - ylo;
+    if (need_h && !(hks = coefficients(width, new_w, left, crop, &hb, &hk))) goto nomem;
     temp = (unsigned char *)malloc(rows * crop * 3 + 1);
     final = (unsigned char *)malloc(crop * crop * 3);
-    if (need_h) {
-        hks = coefficients(width, new_w, left, crop, &hb, &hk);
-        if (!hks) {
-            free(vb);
-            free(vk);
-            free(temp);
-            free(final);
-            return pcn_fail(err, PCN_ERR_NOMEM, "%s: out of memory", op);
-        }
-    }
-    if (!temp || !final) {
-        free(vb);
-        free(vk);
-        free(hb);
-        free(hk);
-        free(temp);
-        free(final);
-        return pcn_fail(err, PCN_ERR_NOMEM, "%s: out of memory", op);
-    }
+    if (!temp || !final) goto nomem;
     /* horizontal pass (or the input's columns) for input rows [ylo, yhi) */
     for (y = 0; y < rows; y++) {
         const unsigned char *src = rgb + (ylo + y) * width * 3;
@@ -249,11 +233,16 @@ pcn_status pcn_image_preprocess(const unsigned char *PCN_RESTRICT rgb, size_t wi
             const float v = (float) final[y * 3 + c] / 255.0f;
             out[c * crop * crop + y] = (v - MEAN[c]) / STD[c];
         }
+    st = pcn_ok(err);
+    goto done;
+nomem:
+    st = pcn_fail(err, PCN_ERR_NOMEM, "%s: out of memory", op);
+done:
     free(vb);
     free(vk);
     free(hb);
     free(hk);
     free(temp);
     free(final);
-    return pcn_ok(err);
+    return st;
 }

@@ -12,7 +12,6 @@
 #endif
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,22 +135,6 @@ typedef struct arch {
     size_t stages, depths[PCN_MAX_STAGES], dims[PCN_MAX_STAGES], kernels[PCN_MAX_STAGES], classes;
 } arch;
 
-static pcn_status weights_fail(pcn_error *err, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static pcn_status weights_fail(pcn_error *err, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        err->code = PCN_ERR_WEIGHTS;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return PCN_ERR_WEIGHTS;
-}
-
 static const pcn_tensor_ref *find(const pcn_tensor_set *set, const char *fmt, size_t a, size_t b) {
     char name[128];
     snprintf(name, sizeof name, fmt, a, b);
@@ -178,12 +161,14 @@ static pcn_status infer_arch(const pcn_tensor_set *set, arch *a, pcn_error *err)
     memset(a, 0, sizeof *a);
     while (a->stages <= PCN_MAX_STAGES && find(set, "downsample_layers.%zu.conv.weight", a->stages, 0)) a->stages++;
     if (a->stages == 0)
-        return weights_fail(err, "cannot infer the architecture: missing key downsample_layers.0.conv.weight");
+        return pcn_fail(err, PCN_ERR_WEIGHTS,
+                        "cannot infer the architecture: missing key downsample_layers.0.conv.weight");
     if (a->stages > PCN_MAX_STAGES)
-        return weights_fail(err, "at most %d stages, the weights have more", PCN_MAX_STAGES);
+        return pcn_fail(err, PCN_ERR_WEIGHTS, "at most %d stages, the weights have more", PCN_MAX_STAGES);
     for (i = 0; i < a->stages; i++) {
         t = find(set, "downsample_layers.%zu.conv.weight", i, 0);
-        if (t->ndim < 1) return weights_fail(err, "downsample_layers.%zu.conv.weight has no dimensions", i);
+        if (t->ndim < 1)
+            return pcn_fail(err, PCN_ERR_WEIGHTS, "downsample_layers.%zu.conv.weight has no dimensions", i);
         a->dims[i] = t->shape[0];
     }
     /* depths: the largest block index under stages.i, as clause 13.4 counts them */
@@ -201,33 +186,37 @@ static pcn_status infer_arch(const pcn_tensor_set *set, arch *a, pcn_error *err)
     for (i = 0; i < a->stages; i++) {
         /* each block has at least 13 tensors: more blocks than the file can hold are missing keys */
         if (a->depths[i] > set->count / 13 + 1)
-            return weights_fail(err, "weights name block stages.%zu.%zu, but %zu tensors cannot hold %zu blocks", i,
-                                a->depths[i] - 1, set->count, a->depths[i]);
+            return pcn_fail(err, PCN_ERR_WEIGHTS,
+                            "weights name block stages.%zu.%zu, but %zu tensors cannot hold %zu blocks", i,
+                            a->depths[i] - 1, set->count, a->depths[i]);
         if (a->depths[i] == 0) continue;
         t = find(set, "stages.%zu.%zu.token_mixer.dwconv1.conv_h.weight", i, 0);
         if (!t)
-            return weights_fail(
-                err, "cannot infer the architecture: missing key stages.%zu.0.token_mixer.dwconv1.conv_h.weight", i);
+            return pcn_fail(err, PCN_ERR_WEIGHTS,
+                            "cannot infer the architecture: missing key stages.%zu.0.token_mixer.dwconv1.conv_h.weight",
+                            i);
         if (t->ndim < 3)
-            return weights_fail(err, "stages.%zu.0.token_mixer.dwconv1.conv_h.weight has %zu dimensions, expected 4", i,
-                                t->ndim);
+            return pcn_fail(err, PCN_ERR_WEIGHTS,
+                            "stages.%zu.0.token_mixer.dwconv1.conv_h.weight has %zu dimensions, expected 4", i,
+                            t->ndim);
         a->kernels[i] = t->shape[2];
     }
     t = pcn_tensor_set_find(set, "head.weight");
-    if (!t) return weights_fail(err, "cannot infer the architecture: missing key head.weight");
-    if (t->ndim < 1) return weights_fail(err, "head.weight has no dimensions");
+    if (!t) return pcn_fail(err, PCN_ERR_WEIGHTS, "cannot infer the architecture: missing key head.weight");
+    if (t->ndim < 1) return pcn_fail(err, PCN_ERR_WEIGHTS, "head.weight has no dimensions");
     a->classes = t->shape[0];
     /* the configuration's own rules (clause 2.4) */
     for (i = 0; i < a->stages; i++) {
         if (a->dims[i] < 2 || a->dims[i] % 2 || a->dims[i] > ((size_t)1 << 24))
-            return weights_fail(err, "stage %zu has %zu channels: dims must be even, 2..16777216 (clause 2.4)", i,
-                                a->dims[i]);
+            return pcn_fail(err, PCN_ERR_WEIGHTS,
+                            "stage %zu has %zu channels: dims must be even, 2..16777216 (clause 2.4)", i, a->dims[i]);
         if (a->depths[i] && (a->kernels[i] < 1 || a->kernels[i] % 2 == 0 || a->kernels[i] > ((size_t)1 << 24)))
-            return weights_fail(err, "stage %zu has an oversized kernel of %zu taps: it must be odd (clause 2.4)", i,
-                                a->kernels[i]);
+            return pcn_fail(err, PCN_ERR_WEIGHTS,
+                            "stage %zu has an oversized kernel of %zu taps: it must be odd (clause 2.4)", i,
+                            a->kernels[i]);
     }
     if (a->classes < 1 || a->classes > ((size_t)1 << 24))
-        return weights_fail(err, "head.weight declares %zu classes (1..16777216)", a->classes);
+        return pcn_fail(err, PCN_ERR_WEIGHTS, "head.weight declares %zu classes (1..16777216)", a->classes);
     return PCN_OK;
 }
 
@@ -379,18 +368,19 @@ static pcn_status check_names(pcn_tensor_set *set, const arch *a, size_t *params
         if (unexpected)
             snprintf(upart, sizeof upart, "%sunexpected keys (%zu): %s%s", c.missing ? "; " : "", unexpected, ulist,
                      unexpected > shown ? ", ..." : "");
-        return weights_fail(err, "weights do not match %s: %s%s", desc, mpart, upart);
+        return pcn_fail(err, PCN_ERR_WEIGHTS, "weights do not match %s: %s%s", desc, mpart, upart);
     }
     if (c.bad_shape) {
         char got[64], want[64];
         shape_str(got, sizeof got, c.bad_shape->ndim, c.bad_shape->shape);
         shape_str(want, sizeof want, c.bad_expect.ndim, c.bad_expect.shape);
-        return weights_fail(err, "weights do not match %s: %s has shape %s, expected %s", desc, c.bad_expect.name, got,
-                            want);
+        return pcn_fail(err, PCN_ERR_WEIGHTS, "weights do not match %s: %s has shape %s, expected %s", desc,
+                        c.bad_expect.name, got, want);
     }
     if (c.bad_dtype)
-        return weights_fail(err, "%.80s has dtype %s; weights must be floating point (F32, F16, BF16, F64)",
-                            c.bad_dtype->name, pcn_dtype_label(c.bad_dtype->dtype));
+        return pcn_fail(err, PCN_ERR_WEIGHTS,
+                        "%.80s has dtype %s; weights must be floating point (F32, F16, BF16, F64)", c.bad_dtype->name,
+                        pcn_dtype_label(c.bad_dtype->dtype));
     *params = c.params;
     return PCN_OK;
 }
@@ -412,7 +402,7 @@ typedef struct builder {
 static const float *load(builder *b, const char *name, const pcn_tensor_ref **tref) {
     const pcn_tensor_ref *t = pcn_tensor_set_find(b->set, name);
     if (!t) { /* checked before: cannot happen */
-        weights_fail(b->err, "missing key %s", name);
+        pcn_fail(b->err, PCN_ERR_WEIGHTS, "missing key %s", name);
         return NULL;
     }
     if (read_tensor(b->src, t, b->f32, b->raw, b->err) != PCN_OK) return NULL;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "check.h"
 
 typedef struct st_tensor {
     char name[96];
@@ -24,13 +25,6 @@ typedef struct st_model {
     st_tensor t[512];
     size_t n;
 } st_model;
-
-static double st_rand(uint64_t *s) { /* uniform in [-1, 1) */
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return (double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
 
 /* Appends one tensor with random values: matrices ~ U(-1, 1) * sqrt(3 / fan_in) (unit variance
  * through a layer), vectors (norm weights, scales) +-[0.5, 1.5], biases U(-0.3, 0.3). */
@@ -50,7 +44,7 @@ static void st_add(st_model *m, uint64_t *rng, const char *name, size_t ndim, si
     }
     t->data = (float *)malloc(sizeof(float) * (t->count ? t->count : 1));
     for (i = 0; i < t->count; i++) {
-        const double u = st_rand(rng);
+        const double u = check_rand(rng);
         if (ndim >= 2)
             t->data[i] = (float)(u * sqrt(3.0 / (double)fan_in));
         else if (strstr(name, "bias"))

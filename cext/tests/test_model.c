@@ -36,23 +36,6 @@
 
 #define U (1.0 / 16777216.0) /* unit roundoff of float32 */
 
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) {
-    return (float)st_rand(&g_rng);
-}
-static float *rand_buf(size_t n, float scale) {
-    float *p = (float *)malloc(n * sizeof(float) + 4);
-    size_t i;
-    for (i = 0; i < n; i++) p[i] = scale * frand();
-    return p;
-}
-static pcn_options opts(pcn_isa isa, int threads) {
-    pcn_options o = pcn_options_default();
-    o.isa = isa;
-    o.threads = threads;
-    return o;
-}
-
 /* ---------------------------------------------------------- GEMM */
 
 static void test_gemm_shape(pcn_isa isa, size_t M, size_t K, size_t N, int transposed, int with_bias) {
