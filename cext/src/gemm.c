@@ -19,6 +19,10 @@
 #define PCN_GEMM_FUSED_ROW_B ((size_t)512 << 10)
 /* Work units per thread the partition aims at (dynamic scheduling balances them). */
 #define PCN_GEMM_UNITS_PER_THREAD 8
+/* Bytes of packed A a unit holds when its tiles are all packed before the panels pass over them
+ * (weights of more than PCN_GEMM_PANEL_OUTER bytes: they come from memory once per run). */
+#define PCN_GEMM_A_BLOCK     ((size_t)512 << 10)
+#define PCN_GEMM_PANEL_OUTER ((size_t)512 << 10)
 
 struct pcn_packed_matrix {
     pcn_gemm_b b;
@@ -87,8 +91,19 @@ void pcn_gemm_b_free(pcn_gemm_b *b) {
     memset(b, 0, sizeof *b);
 }
 
+/* Row tiles a unit may hold packed: PCN_GEMM_A_BLOCK bytes of them, at least one. */
+ptrdiff_t pcn_gemm_tile_block(const pcn_gemm_b *b) {
+    const size_t tile = (size_t)b->mr * (size_t)b->Kp * sizeof(float);
+    return tile >= PCN_GEMM_A_BLOCK ? 1 : (ptrdiff_t)(PCN_GEMM_A_BLOCK / tile);
+}
+
+/* Whether units pass each panel over all their packed tiles: B larger than what stays in L2. */
+static int panel_outer(const pcn_gemm_b *b) {
+    return (size_t)b->panels * (size_t)b->Kp * (size_t)b->nv * (size_t)b->vl * sizeof(float) > PCN_GEMM_PANEL_OUTER;
+}
+
 size_t pcn_gemm_scratch_floats(const pcn_gemm_b *b) {
-    return (size_t)b->mr * (size_t)b->Kp;
+    return (size_t)(panel_outer(b) ? pcn_gemm_tile_block(b) : 1) * (size_t)b->mr * (size_t)b->Kp;
 }
 
 /* Units of row tiles x panels. Row tiles are balanced (M split into ceil(M / MR) tiles whose sizes
@@ -118,21 +133,22 @@ size_t pcn_gemm_partition(pcn_gemm_job *j, int threads) {
     j->tb = j->tiles * j->units_n / want;
     if (j->tb < 1) j->tb = 1;
     if (j->tb > j->tiles) j->tb = j->tiles;
+    j->panel_outer = panel_outer(b);
+    if (j->panel_outer && j->tb > pcn_gemm_tile_block(b)) j->tb = pcn_gemm_tile_block(b);
     j->units_m = cdiv(j->tiles, j->tb);
     return (size_t)(j->units_m * j->units_n);
 }
 
-size_t pcn_gemm_row_blocks(pcn_gemm_job *j, size_t want) {
+size_t pcn_gemm_row_blocks(pcn_gemm_job *j, ptrdiff_t tb) {
     const pcn_gemm_b *b = j->b;
     j->tiles = cdiv(j->M, b->mr);
     j->tile_base = j->M / j->tiles;
     j->tile_rem = j->M % j->tiles;
     j->pb = b->panels;
     j->units_n = 1;
-    j->tb = want ? j->tiles / (ptrdiff_t)want : 1;
-    if (j->tb < 1) j->tb = 1;
-    j->units_m = cdiv(j->tiles, j->tb);
-    return (size_t)j->units_m;
+    j->tb = tb < 1 ? 1 : tb;
+    j->panel_outer = 0; /* weights that stay in L2 (the caller checks) */
+    return (size_t)(j->units_m = cdiv(j->tiles, j->tb));
 }
 
 int pcn_gemm_rowop_separate(const pcn_gemm_job *j) {

@@ -230,27 +230,46 @@ static void PCN_FN(gemm_rows)(const pcn_gemm_job *j, ptrdiff_t r0, ptrdiff_t r1)
     }
 }
 
-/* One work unit: row tiles [um*tb, ..) x panels [un*pb, ..). Each row tile is packed once, then
- * multiplied by every panel of the unit; with all panels in one unit the row operation follows. */
-static void PCN_FN(gemm_unit)(const pcn_gemm_job *j, size_t unit, float *scratch) {
+/* One tile of the unit against panels [p0, p1). */
+PCN_INLINE void PCN_FN(gemm_tile_panels)(const pcn_gemm_job *j, ptrdiff_t t, const float *ap, ptrdiff_t p0,
+                                         ptrdiff_t p1) {
     const pcn_gemm_b *b = j->b;
+    const ptrdiff_t m0 = t * j->tile_base + pmin(t, j->tile_rem), mr = j->tile_base + (t < j->tile_rem);
+    ptrdiff_t p;
+    for (p = p0; p < p1; p++) {
+        const ptrdiff_t n0 = p * b->panel_cols, w = pmin(b->panel_cols, b->out_cols - n0);
+        const ptrdiff_t nv = ceil_div(w, VL);
+        const int nlast = (int)(w - (nv - 1) * VL);
+        PCN_FN(gemm_tiles)[mr - 1][(b->pair ? 2 * nv : nv) - 1](j, ap, b->data + p * b->Kp * GEMM_NR, m0, n0, nlast);
+    }
+}
+
+/* One work unit: row tiles [um*tb, ..) x panels [un*pb, ..). Weights that stay in L2 (B of
+ * pcn_gemm_panel_outer bytes at most): each row tile is packed, then multiplied by every panel.
+ * Larger weights, which a run reads from memory once: the unit's tiles are packed first and each
+ * panel then serves all of them while it is in cache. With all panels in one unit the row
+ * operation follows. */
+static void PCN_FN(gemm_unit)(const pcn_gemm_job *j, size_t unit, float *scratch) {
     const ptrdiff_t um = (ptrdiff_t)unit / j->units_n, un = (ptrdiff_t)unit % j->units_n;
     const ptrdiff_t t0 = um * j->tb, t1 = pmin(t0 + j->tb, j->tiles);
-    const ptrdiff_t p0 = un * j->pb, p1 = pmin(p0 + j->pb, b->panels);
+    const ptrdiff_t p0 = un * j->pb, p1 = pmin(p0 + j->pb, j->b->panels);
+    const ptrdiff_t astride = GEMM_MR * j->b->Kp;
     ptrdiff_t t, p;
-    for (t = t0; t < t1; t++) {
-        const ptrdiff_t m0 = t * j->tile_base + pmin(t, j->tile_rem);
-        const ptrdiff_t mr = j->tile_base + (t < j->tile_rem);
-        PCN_FN(gemm_pack_a)(j, m0, mr, scratch);
-        for (p = p0; p < p1; p++) {
-            const ptrdiff_t n0 = p * b->panel_cols, w = pmin(b->panel_cols, b->out_cols - n0);
-            const ptrdiff_t nv = ceil_div(w, VL);
-            const int nlast = (int)(w - (nv - 1) * VL);
-            PCN_FN(gemm_tiles)
-            [mr - 1][(b->pair ? 2 * nv : nv) - 1](j, scratch, b->data + p * b->Kp * GEMM_NR, m0, n0, nlast);
+    if (!j->panel_outer) {
+        for (t = t0; t < t1; t++) {
+            PCN_FN(gemm_pack_a)(j, t * j->tile_base + pmin(t, j->tile_rem), j->tile_base + (t < j->tile_rem), scratch);
+            PCN_FN(gemm_tile_panels)(j, t, scratch, p0, p1);
         }
-        if (j->units_n == 1 && j->rowop != PCN_ROW_NONE && !j->rows_apart) PCN_FN(gemm_rows)(j, m0, m0 + mr);
+    } else {
+        for (t = t0; t < t1; t++)
+            PCN_FN(gemm_pack_a)
+            (j, t * j->tile_base + pmin(t, j->tile_rem), j->tile_base + (t < j->tile_rem),
+             scratch + (t - t0) * astride);
+        for (p = p0; p < p1; p++)
+            for (t = t0; t < t1; t++) PCN_FN(gemm_tile_panels)(j, t, scratch + (t - t0) * astride, p, p + 1);
     }
+    if (j->units_n == 1 && j->rowop != PCN_ROW_NONE && !j->rows_apart)
+        PCN_FN(gemm_rows)(j, t0 * j->tile_base + pmin(t0, j->tile_rem), t1 * j->tile_base + pmin(t1, j->tile_rem));
 }
 
 const pcn_gemm_kernels PCN_CAT(pcn_gemm_kernels, PCN_SUFFIX) = {

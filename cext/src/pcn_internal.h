@@ -199,7 +199,8 @@ typedef struct pcn_gemm_job {
     ptrdiff_t ldn;
     const float *w1, *w2;
     float eps;
-    int rows_apart; /* the row operation writes what the tiles read: run it after every unit */
+    int rows_apart;  /* the row operation writes what the tiles read: run it after every unit */
+    int panel_outer; /* units pack their tiles first and pass each panel over all of them */
     /* partition (pcn_gemm_partition) */
     ptrdiff_t tiles, tile_base, tile_rem; /* row tiles: tile t has tile_base + (t < tile_rem) rows */
     ptrdiff_t tb, pb, units_m, units_n;
@@ -222,9 +223,12 @@ void pcn_gemm_b_free(pcn_gemm_b *b);
 size_t pcn_gemm_partition(pcn_gemm_job *job, int threads);
 /* floats of per-thread scratch a job on b needs */
 size_t pcn_gemm_scratch_floats(const pcn_gemm_b *b);
-/* A partition into blocks of whole row tiles only (every panel in each unit, the row operation
- * fused): about `want` units, the same for every job of the same M. Returns the unit count. */
-size_t pcn_gemm_row_blocks(pcn_gemm_job *job, size_t want);
+/* Row tiles of A a unit holds packed at most (PCN_GEMM_A_BLOCK bytes in the scratch). */
+ptrdiff_t pcn_gemm_tile_block(const pcn_gemm_b *b);
+/* A partition into blocks of tb whole row tiles (every panel in each unit, the row operation
+ * fused; each tile packed then multiplied by every panel): the same for every job of the same M
+ * and tb. Returns the unit count. */
+size_t pcn_gemm_row_blocks(pcn_gemm_job *job, ptrdiff_t tb);
 /* Whether the job's row operation must run after all its units (units_n > 1 or rows_apart). */
 int pcn_gemm_rowop_separate(const pcn_gemm_job *job);
 

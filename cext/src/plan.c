@@ -190,6 +190,10 @@ static const float *stage_input_norm(const pcn_model *m, size_t i, int *to_down)
     return next_norm(m, i, 0, to_down);
 }
 
+static size_t tiles_of(size_t rows, const pcn_model *m) {
+    return (rows + (size_t)m->gemm->mr - 1) / (size_t)m->gemm->mr;
+}
+
 static void set_rowop(pcn_gemm_job *j, float *n1, float *n2, const float *w1, const float *w2, ptrdiff_t ld) {
     j->n1 = n1;
     j->n2 = n2;
@@ -313,7 +317,7 @@ static pcn_status build_steps(pcn_plan *p, const layout_t *L, const bufs *bf, in
             /* pwconv2 + residual + norm2, fc1 + gate, fc2 + residual + the next norm: one chained
              * step (rows in cache, no barrier between them) or three */
             {
-                const size_t tiles = (P + (size_t)m->gemm->mr - 1) / (size_t)m->gemm->mr;
+                const size_t tiles = tiles_of(P, m);
                 const size_t wbytes =
                     (bw->pw2.Kp * bw->pw2.N + bw->fc1.Kp * bw->fc1.N + bw->fc2.Kp * bw->fc2.N) * sizeof(float);
                 chain = wbytes <= CHAIN_MAX_WEIGHT_BYTES && tiles >= 4 * (size_t)threads;
@@ -354,9 +358,10 @@ static pcn_status build_steps(pcn_plan *p, const layout_t *L, const bufs *bf, in
             down_in = chain ? bf->g : bf->t;
             set_rowop(&jobs[2], to_down ? down_in : bf->b, NULL, w, NULL, (ptrdiff_t)C);
             if (chain) {
-                size_t q, tb = pcn_gemm_row_blocks(&jobs[0], (size_t)threads * CHAIN_UNITS_PER_THREAD);
-                for (q = 1; q < 3; q++) pcn_gemm_row_blocks(&jobs[q], (size_t)threads * CHAIN_UNITS_PER_THREAD);
-                s->units = tb;
+                /* one row partition for the three GEMMs */
+                const ptrdiff_t tb = (ptrdiff_t)(tiles_of(P, m) / ((size_t)threads * CHAIN_UNITS_PER_THREAD));
+                size_t q;
+                for (q = 0; q < 3; q++) s->units = pcn_gemm_row_blocks(&jobs[q], tb);
             } else {
                 add_gemm(p->steps, &steps, &jobs[0], threads);
                 add_gemm(p->steps, &steps, &jobs[1], threads);
