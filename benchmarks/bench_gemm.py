@@ -3,6 +3,7 @@ GEMM shapes of parcnetv2_tiny at 224x224, batch 1, threads 1 and 2.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest benchmarks/bench_gemm.py
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_gemm.py [--repeat R]
+        [--impl pcn|openblas --save FILE] [--table FILE...]
 
 Shapes: rows P = H*W per image (3136, 784, 196, 49 for stages 0-3) times the four block GEMMs
 with C = 64, 128, 320, 512: pwconv1 C -> 2C, pwconv2 C -> C, fc1 C -> 5C, fc2 2.5C -> C. Both
@@ -11,6 +12,9 @@ with W packed once (``pcn_gemm_pack``) and one ``pcn_gemm_packed`` call per GEMM
 one ``sgemm`` call on the same arrays without copies (column-major view), its thread count set by
 threadpoolctl. GFLOP/s = 2 P K N / best time (wall clock, Python call included). The machine's
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE hold OpenBLAS back: unset them for this command only.
+Two thread pools that busy-wait (OpenMP's with OMP_WAIT_POLICY=ACTIVE, OpenBLAS's) slow each
+other down when the CPUs are few: ``--impl X --save FILE`` measures one implementation per process
+and ``--table FILE...`` prints the merged table.
 """
 
 from __future__ import annotations
@@ -112,9 +116,9 @@ def machine() -> str:
     )
 
 
-def table(results: dict) -> str:
+def table(results: dict, conditions: list[str] | None = None) -> str:
     lines = [
-        f"GEMM C = A W^T, GFLOP/s (best time); {machine()}",
+        "GEMM C = A W^T, GFLOP/s (best time); " + ("\n".join(conditions) if conditions else machine()),
         "",
         "| stage | GEMM | P x K x N | "
         + " | ".join(f"{i} {t}t" for t in THREADS for i in IMPLS)
@@ -174,17 +178,36 @@ def test_bench(benchmark, name, p, k, n, threads, impl):
 
 def main(argv: list[str]) -> int:
     """Standalone: the table, alternating the implementations (best of --repeat sweeps)."""
-    repeat = int(argv[argv.index("--repeat") + 1]) if "--repeat" in argv else 3
-    results: dict = {}
+    import json
+
+    def option(name: str, default: str | None = None) -> str | None:
+        return argv[argv.index(name) + 1] if name in argv else default
+
+    if "--table" in argv:  # merge saved results
+        results, conditions = {}, []
+        for path in argv[argv.index("--table") + 1 :]:
+            with open(path, encoding="utf-8") as fh:
+                saved = json.load(fh)
+            results.update({tuple(k): v for k, v in saved["results"]})
+            conditions.append(f"{', '.join(saved['impls'])}: {saved['machine']}")
+        print(table(results, conditions))
+        return 0
+    repeat = int(option("--repeat", "3"))
+    impls = (option("--impl"),) if "--impl" in argv else IMPLS
+    results = {}
     for _ in range(repeat):
         for name, p, k, n in SHAPES:
             problem = _problem(p, k, n)
             for t in THREADS:
-                for impl in IMPLS:
+                for impl in impls:
                     with set_threads(impl, t):
                         sec = best_time(problem.fn(impl, t))
                     key = (name, p, k, n, impl, t)
                     results[key] = min(results.get(key, float("inf")), sec)
+    if "--save" in argv:
+        with open(option("--save"), "w", encoding="utf-8") as fh:
+            saved = {"machine": machine(), "impls": list(impls), "results": [[list(k), v] for k, v in results.items()]}
+            json.dump(saved, fh)
     print(table(results))
     return 0
 
