@@ -180,7 +180,7 @@ def main(argv: list[str]) -> int:
     """Standalone: the table, alternating the implementations (best of --repeat sweeps)."""
     import json
 
-    def option(name: str, default: str | None = None) -> str | None:
+    def option(name: str, default: str = "") -> str:
         return argv[argv.index(name) + 1] if name in argv else default
 
     if "--table" in argv:  # merge saved results

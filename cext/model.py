@@ -69,7 +69,7 @@ def _model_options(isa: str | None, interpolate: bool | int):
 class Plan:
     """Every buffer of one input shape (N, 3, H, W) (``pcn_plan``); ``run`` allocates nothing in C."""
 
-    def __init__(self, model: Model, shape: tuple[int, int, int, int], max_threads: int | None, path: str):
+    def __init__(self, model: Model, shape: tuple[int, ...], max_threads: int | None, path: str):
         if path not in _PATHS:
             raise InputError(f"path must be one of {list(_PATHS)}, got {path!r}")
         if len(shape) != 4 or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
