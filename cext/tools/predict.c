@@ -7,7 +7,8 @@
  * side resized to 256 with Pillow's bicubic filter, centre 224 x 224 crop, ImageNet mean and std;
  * pcn_image.h), or raw little-endian float32 NCHW data (--shape N,3,H,W; default 1,3,S,S from the
  * file size). Prints the top-K classes per image with their softmax probability (float64) and
- * logit. Exit status: 0 success, 2 bad input or usage (one line on stderr), 1 internal error.
+ * logit. Non-finite input values and non-finite logits are refused (spec clause 1.4). Exit status:
+ * 0 success, 2 bad input or usage (one line on stderr).
  */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -184,10 +185,7 @@ int main(int argc, char **argv) {
         }
         i++;
     }
-    if (!weights || !image) {
-        fputs(USAGE, stderr);
-        return 2;
-    }
+    if (!weights || !image) return fail("expected WEIGHTS.safetensors IMAGE (see --help)%s%s", "", "");
     if (pcn_model_load_file(&model, weights, &mo, &err) != PCN_OK) return fail("%s: %s", weights, err.message);
     pcn_model_get_info(model, &info, &err);
     if (labels_path && !(labels = read_file(labels_path, &labels_size, &why))) {
@@ -279,6 +277,11 @@ int main(int argc, char **argv) {
         status = fail("run: %s%s", logits ? err.message : "out of memory", "");
         goto done;
     }
+    for (i = 0; i < shape[0] * info.num_classes; i++)
+        if (!(logits[i] - logits[i] == 0.0f)) { /* NaN or infinity (spec clause 1.4) */
+            status = fail("%s: the logits are not finite (weights with non-finite or extreme values)%s", weights, "");
+            goto done;
+        }
     if (top > info.num_classes) top = info.num_classes;
     for (n = 0; n < shape[0]; n++) {
         const float *l = logits + n * info.num_classes;
