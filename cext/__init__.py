@@ -65,14 +65,8 @@ __all__ = [
 ]
 
 _LAYOUTS = {"NCHW": _lib.PCN_NCHW, "NHWC": _lib.PCN_NHWC}
-_ISAS = {
-    None: _lib.PCN_ISA_AUTO,
-    "auto": _lib.PCN_ISA_AUTO,
-    "scalar": _lib.PCN_ISA_SCALAR,
-    "avx2": _lib.PCN_ISA_AVX2,
-    "avx512": _lib.PCN_ISA_AVX512,
-    "neon": _lib.PCN_ISA_NEON,
-}
+# The ISA list is the C enum's (PCN_ISA_COUNT values named by pcn_isa_name): one list, in C.
+_ISAS = {None: _lib.PCN_ISA_AUTO} | {_ffi.string(_lib.pcn_isa_name(v)).decode(): v for v in range(_lib.PCN_ISA_COUNT)}
 _NCHW_KERNELS = {"auto": 0, "plane": 1, "slab": 2}
 _PATHS = {"auto": _lib.PCN_PATH_AUTO, "separable": _lib.PCN_PATH_SEPARABLE, "dense": _lib.PCN_PATH_DENSE}
 MAX_KERNEL = int(_lib.PCN_MAX_KERNEL)
@@ -132,19 +126,29 @@ def _input(x, layout: str, op: str) -> tuple[np.ndarray, int, int, int, int]:
     return x, n, c, h, w
 
 
-def _options(threads, isa, path: str = "auto", nchw_kernel: str = "auto"):
-    opt = _ffi.new("pcn_options *")
-    if threads is None:
-        opt.threads = 0
-    else:
-        if isinstance(threads, bool) or int(threads) != threads or threads < 1:
-            raise InputError(f"threads must be None or an int >= 1, got {threads!r}")
-        opt.threads = int(threads)
-    if isa not in _ISAS:
+_INT_MAX = 2**31 - 1
+
+
+def _check_threads(threads) -> int:
+    """An int thread count in 1..INT_MAX (C's int), else InputError."""
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= _INT_MAX:
+        raise InputError(f"threads must be None or an int in 1..{_INT_MAX}, got {threads!r}")
+    return int(threads)
+
+
+def _isa_value(isa) -> int:
+    """The pcn_isa value of an ISA name (None/"auto": the best this CPU has), else InputError."""
+    if not isinstance(isa, (str, type(None))) or isa not in _ISAS:
         raise InputError(f"isa must be one of {sorted(k for k in _ISAS if k)} or None, got {isa!r}")
     if _ISAS[isa] != _lib.PCN_ISA_AUTO and not _lib.pcn_isa_available(_ISAS[isa]):
         raise InputError(f"isa {isa!r} is not available on this CPU or in this build (have {available_isas()})")
-    opt.isa = _ISAS[isa]
+    return _ISAS[isa]
+
+
+def _options(threads, isa, path: str = "auto", nchw_kernel: str = "auto"):
+    opt = _ffi.new("pcn_options *")
+    opt.threads = 0 if threads is None else _check_threads(threads)
+    opt.isa = _isa_value(isa)
     if path not in _PATHS:
         raise InputError(f"path must be one of {list(_PATHS)}, got {path!r}")
     opt.path = _PATHS[path]

@@ -1,10 +1,14 @@
-"""Golden test vectors for the C library's self-check (spec clause 12; format in pcn_golden.h).
+"""Golden test vectors for the C library's self-check (spec clause 12; format in pcn_golden.h)
+and whole-model golden cases for the C model (spec clause 16.7).
 
-    python -m parcnetv2.cext.golden --out DIR
+    python -m parcnetv2.cext.golden --out DIR [--no-models]
 
-writes one little-endian ``.pcng`` file per case into DIR, computed by the NumPy reference in
-float64 from float32 inputs; ``make -C cext selfcheck VECTORS=DIR`` (or ``pcn_selfcheck
-DIR/*.pcng`` on a device) checks the library against them. Vectors are generated, not committed.
+writes one little-endian ``.pcng`` file per kernel case into DIR, computed by the NumPy reference
+in float64 from float32 inputs, and per whole-model case a ``.pcnm`` manifest with its weights
+(``.safetensors``), input (raw float32 NCHW) and expected logits (raw float64, the reference in
+float64 on the float32 weights and input); ``make -C cext selfcheck VECTORS=DIR`` (or
+``pcn_selfcheck DIR/*.pcng DIR/*.pcnm`` on a device) checks the library against them. Vectors are
+generated, not committed.
 
 Format version 1 (all little-endian): a 128-byte header (magic "PCNGOLD\\0", version, byte-order
 mark 0x01020304, op, layout, path, flags, N C H W KH KW PH PW as u64, reduction length n as u64,
@@ -22,7 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from parcnetv2 import reference as ref
-from parcnetv2.spec.tolerance import safety_factor, unit_roundoff
+from parcnetv2.reference.architecture import Config
+from parcnetv2.reference.checkpoint import write_state_dict
+from parcnetv2.reference.initialization import random_state_dict
+from parcnetv2.spec.tolerance import relative_tolerance, safety_factor, unit_roundoff
 
 MAGIC = b"PCNGOLD\x00"
 VERSION = 1
@@ -212,8 +219,65 @@ def cases(seed: int = 20230101) -> list[tuple[str, Case]]:
     return out
 
 
+# ------------------------------------------------------------------ whole models (clause 16.7)
+
+MODEL_FORMAT = 1
+#: (name, variant or custom config, input shape (N, 3, H, W), interpolate). The interpolated case
+#: is small: a custom configuration whose kernels are resized to 2H-1 and 2W-1 per map.
+MODEL_CASES = (
+    ("xt_64", "parcnetv2_xt", (1, 3, 64, 64), False),
+    ("xt_224", "parcnetv2_xt", (1, 3, 224, 224), False),
+    (
+        "custom_interpolate_2x40x36",
+        dict(depths=(1, 1, 2, 1), dims=(16, 24, 32, 48), global_kernel_sizes=(13, 9, 7, 5), num_classes=37),
+        (2, 3, 40, 36),
+        True,
+    ),
+)
+
+
+def _oversized_line(interpolate: bool | int) -> str:
+    if interpolate is True:
+        return "interpolate"
+    if interpolate is False:
+        return "fixed"
+    return f"size {int(interpolate)}"
+
+
+def write_model_case(out_dir: str, name: str, config, shape, interpolate, seed: int) -> str:
+    """One whole-model case: weights (.safetensors, official names), input (float32), the float64
+    reference's logits and the manifest naming them with the clause 11.3 tolerance."""
+    cfg = (
+        Config.from_variant(config, interpolate=interpolate)
+        if isinstance(config, str)
+        else Config(**config, interpolate=interpolate)
+    )
+    weights = random_state_dict(cfg, seed, np.float32)
+    x = np.random.default_rng(seed + 1).standard_normal(shape).astype(np.float32)
+    model = ref.from_state_dict(weights, interpolate=interpolate)
+    logits = model(x.astype(np.float64))
+    base = os.path.join(out_dir, f"model_{name}")
+    write_state_dict(base + ".safetensors", weights)
+    x.astype("<f4").tofile(base + ".input.f32")
+    np.ascontiguousarray(logits, dtype="<f8").tofile(base + ".logits.f64")
+    lines = [
+        "# parcnetv2 whole-model golden case (spec clause 16.7), written by python -m parcnetv2.cext.golden",
+        f"pcnm {MODEL_FORMAT}",
+        f"weights {os.path.basename(base)}.safetensors",
+        f"input {os.path.basename(base)}.input.f32",
+        "shape " + " ".join(str(int(d)) for d in shape),
+        f"oversized {_oversized_line(interpolate)}",
+        f"expected {os.path.basename(base)}.logits.f64",
+        f"classes {cfg.num_classes}",
+        f"relative_tolerance {relative_tolerance(np.float32)!r}",
+    ]
+    with open(base + ".pcnm", "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return base + ".pcnm"
+
+
 def generate(out_dir: str, seed: int = 20230101) -> list[str]:
-    """Write the standard cases into out_dir; returns the file paths."""
+    """Write the standard kernel cases into out_dir; returns the .pcng paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for i, (name, case) in enumerate(cases(seed)):
@@ -223,13 +287,47 @@ def generate(out_dir: str, seed: int = 20230101) -> list[str]:
     return paths
 
 
+def generate_models(out_dir: str, seed: int = 20230101, names: tuple[str, ...] | None = None) -> list[str]:
+    """Write the whole-model cases (all of MODEL_CASES, or those named) into out_dir; returns the
+    .pcnm manifest paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    return [
+        write_model_case(out_dir, name, config, shape, interpolate, seed + 100 * i)
+        for i, (name, config, shape, interpolate) in enumerate(MODEL_CASES)
+        if names is None or name in names
+    ]
+
+
+def read_model_case(manifest: str) -> dict:
+    """A .pcnm manifest: its fields, with the weights, input and expected logits' paths resolved
+    and the input and logits loaded."""
+    fields: dict = {}
+    with open(manifest, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip() and not line.startswith("#"):
+                key, _, value = line.strip().partition(" ")
+                fields[key] = value
+    folder = os.path.dirname(manifest)
+    shape = tuple(int(v) for v in fields["shape"].split())
+    mode = fields["oversized"]
+    return {
+        "weights": os.path.join(folder, fields["weights"]),
+        "input": np.fromfile(os.path.join(folder, fields["input"]), "<f4").reshape(shape),
+        "expected": np.fromfile(os.path.join(folder, fields["expected"]), "<f8").reshape(shape[0], -1),
+        "interpolate": False if mode == "fixed" else True if mode == "interpolate" else int(mode.split()[1]),
+        "relative_tolerance": float(fields["relative_tolerance"]),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory to write the .pcng files into")
     parser.add_argument("--seed", type=int, default=20230101)
+    parser.add_argument("--no-models", action="store_true", help="kernel vectors only, no whole-model cases")
     args = parser.parse_args(argv)
     paths = generate(args.out, args.seed)
-    print(f"wrote {len(paths)} golden vector files to {args.out}")
+    models = [] if args.no_models else generate_models(args.out, args.seed)
+    print(f"wrote {len(paths)} golden vector files and {len(models)} whole-model cases to {args.out}")
     return 0
 
 

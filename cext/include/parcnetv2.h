@@ -61,7 +61,11 @@ typedef enum pcn_status {
     PCN_ERR_OVERFLOW = 3, /* a size product overflows size_t (or the tensor is too large) */
     PCN_ERR_NOMEM = 4,    /* scratch allocation failed or a caller workspace is too small */
     PCN_ERR_ISA = 5,      /* a forced ISA is not compiled in or not supported by this CPU */
-    PCN_ERR_ARG = 6       /* an enum or option argument has an invalid value */
+    PCN_ERR_ARG = 6,      /* an enum or option argument has an invalid value */
+    PCN_ERR_FILE = 7,     /* a file cannot be opened or read, or is not a regular file (pcn_model.h) */
+    PCN_ERR_FORMAT = 8,   /* a weights file is not a valid .safetensors file (pcn_model.h) */
+    PCN_ERR_WEIGHTS = 9,  /* weights do not form a ParCNetV2: names, shapes, dtypes (pcn_model.h) */
+    PCN_ERR_BUSY = 10     /* a plan is already running in another call (pcn_model.h) */
 } pcn_status;
 
 typedef enum pcn_layout { PCN_NCHW = 0, PCN_NHWC = 1 } pcn_layout;
@@ -71,7 +75,8 @@ typedef enum pcn_isa {
     PCN_ISA_SCALAR = 1, /* portable C, always present */
     PCN_ISA_AVX2 = 2,   /* x86-64 AVX2 + FMA */
     PCN_ISA_AVX512 = 3, /* x86-64 AVX-512F */
-    PCN_ISA_NEON = 4    /* AArch64 Advanced SIMD */
+    PCN_ISA_NEON = 4,   /* AArch64 Advanced SIMD */
+    PCN_ISA_COUNT = 5   /* number of values above: the one list of ISAs (bindings iterate 0..COUNT-1) */
 } pcn_isa;
 
 typedef enum pcn_path {
@@ -91,6 +96,17 @@ typedef struct pcn_options {
     void *workspace;        /* optional caller scratch; NULL = the call allocates its own */
     size_t workspace_bytes; /* size of `workspace`; must be >= the *_workspace_size query */
 } pcn_options;
+
+/* A 4-D shape (n, c, h, w): batch, channels, height, width, whatever the data's layout (the
+ * layout argument of a call says in which order the data are stored). */
+typedef struct pcn_shape4 {
+    size_t n, c, h, w;
+} pcn_shape4;
+
+/* The window of a 2-D convolution: kernel kh x kw, stride sh x sw (>= 1), zero padding ph x pw. */
+typedef struct pcn_window {
+    size_t kh, kw, sh, sw, ph, pw;
+} pcn_window;
 
 /* Error report filled by every entry point when non-NULL. */
 #define PCN_ERRMSG_LEN 256
@@ -120,34 +136,35 @@ pcn_options pcn_options_default(void);
  * clause 7 for the reparameterized kernel). Implicit GEMM: no im2col buffer; for every output tile
  * only the kernel rows and columns that reach at least one real input pixel are visited, so taps
  * that land entirely in the zero padding are skipped.
- *   x    (N,C,H,W) or (N,H,W,C) per `layout`
- *   w    (C,1,KH,KW)
- *   bias (C) or NULL
- *   y    (N,C,OH,OW) or (N,OH,OW,C), OH = H + 2*PH - KH + 1 >= 1, OW = W + 2*PW - KW + 1 >= 1
+ *   x      `shape` (N,C,H,W) stored (N,C,H,W) or (N,H,W,C) per `layout`
+ *   w      (C,1,KH,KW);  bias (C) or NULL;  window: kh, kw, stride 1 x 1, padding ph, pw
+ *   y      (N,C,OH,OW) or (N,OH,OW,C), OH = H + 2*PH - KH + 1 >= 1, OW = W + 2*PW - KW + 1 >= 1
+ * pcn_depthwise_shape gives (N, C, OH, OW) after the same checks, without touching any data.
  */
-pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
-                        float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
-                        size_t PW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_depthwise(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
+                         float *PCN_RESTRICT y, pcn_shape4 shape, pcn_window window, pcn_layout layout,
+                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_depthwise_shape(pcn_shape4 shape, pcn_window window, pcn_shape4 *PCN_RESTRICT out,
+                               pcn_error *PCN_RESTRICT err);
 
 /*
  * Oversized separable depthwise convolution OC (clause 5): vertical KV x 1 with padding KV/2,
  * then horizontal 1 x KW with padding KW/2, both bias-free.
- *   x   (N,C,H,W) or (N,H,W,C);  k_h (C,1,KV,1);  k_w (C,1,1,KW)
- *   y   (N,C,OH,OW) or (N,OH,OW,C) with OH = H + 2*(KV/2) - KV + 1 (= H for odd KV), same for OW.
+ *   x   `shape` in `layout`;  k_h (C,1,KV,1);  k_w (C,1,1,KW)
+ *   y   (N,C,OH,OW) in `layout` with OH = H + 2*(KV/2) - KV + 1 (= H for odd KV), same for OW.
  */
-pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                              float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_oversized(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                         float *PCN_RESTRICT y, pcn_shape4 shape, size_t KV, size_t KW, pcn_layout layout,
+                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /*
  * Fused ParC spatial op OC(x) + DW7(x) (clauses 5, 6 and 7) in one call. KV and KW must be odd.
- *   x (N,C,H,W) or (N,H,W,C); k_h (C,1,KV,1); k_w (C,1,1,KW); k7 (C,1,7,7); y has x's shape.
+ *   x `shape` in `layout`; k_h (C,1,KV,1); k_w (C,1,1,KW); k7 (C,1,7,7); y has x's shape.
  * opt->path selects the separable path, the reparameterized dense path, or AUTO (cost model).
  */
-pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                            const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
-                            size_t KV, size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                            pcn_error *PCN_RESTRICT err);
+pcn_status pcn_parc(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                    const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, pcn_shape4 shape, size_t KV, size_t KW,
+                    pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /*
  * Reparameterization (clause 7): dense (C,1,RH,RW) kernel with RH = max(KV,7), RW = max(KW,7):
@@ -159,17 +176,40 @@ pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RE
                               pcn_error *PCN_RESTRICT err);
 
 /*
- * Cost model of pcn_parc_spatial (spec clause 12.5): returns PCN_PATH_SEPARABLE or
- * PCN_PATH_DENSE for these sizes, or PCN_PATH_AUTO (0) when the sizes are invalid. The two cost
- * estimates (in multiply-add equivalents) are stored through the pointers when non-NULL.
+ * Cost model of pcn_parc (spec clause 12.5): returns PCN_PATH_SEPARABLE or PCN_PATH_DENSE for
+ * these sizes, or PCN_PATH_AUTO (0) when the sizes are invalid. The two cost estimates (in
+ * multiply-add equivalents) are stored through the pointers when non-NULL.
  */
-pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
-                              double *PCN_RESTRICT cost_separable, double *PCN_RESTRICT cost_dense);
+pcn_path pcn_parc_path(pcn_shape4 shape, size_t KV, size_t KW, double *PCN_RESTRICT cost_separable,
+                       double *PCN_RESTRICT cost_dense);
 
 /*
  * Workspace queries: bytes of scratch the matching call needs with these sizes and options
  * (threads and isa matter). 0 is returned (and err filled) when the arguments are invalid.
  */
+size_t pcn_depthwise_workspace(pcn_shape4 shape, pcn_window window, pcn_layout layout,
+                               const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+size_t pcn_oversized_workspace(pcn_shape4 shape, size_t KV, size_t KW, pcn_layout layout,
+                               const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+size_t pcn_parc_workspace(pcn_shape4 shape, size_t KV, size_t KW, pcn_layout layout,
+                          const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+
+/*
+ * Positional forms of the calls above (library 1.0), kept while the Python engine still calls
+ * them (spec clause 16.5): each forwards its sizes to the struct form, which validates them.
+ */
+pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
+                        float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
+                        size_t PW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                              float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                            const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
+                            size_t KV, size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                            pcn_error *PCN_RESTRICT err);
+pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
+                              double *PCN_RESTRICT cost_separable, double *PCN_RESTRICT cost_dense);
 size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
                                    pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,

@@ -97,10 +97,21 @@ pcn_status pcn_head(const float *PCN_RESTRICT x, size_t N, size_t HW, size_t C, 
                     const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 /* Patches of a strided, zero-padded 2-D convolution (clause 3), for a GEMM with the packed
- * weight: cols has N*OH*OW rows, OH = (H + 2*PH - KH) / SH + 1 (likewise OW), and
- * KH*KW*C (+1) columns, ld = KH*KW*C + bias_column. Column order: (ky, kx, c) for NHWC input,
- * (c, ky, kx) for NCHW input (PyTorch's weight order). With bias_column = 1 the last column is
- * 1.0, so a bias row appended to the packed weight adds the bias inside the GEMM. */
+ * weight: x `shape` (N,C,H,W) stored in `layout`; cols has N*OH*OW rows,
+ * OH = (H + 2*PH - KH) / SH + 1 (likewise OW), and KH*KW*C (+1) columns, ld = KH*KW*C + bias_column.
+ * Column order: (ky, kx, c) for NHWC input, (c, ky, kx) for NCHW input (PyTorch's weight order).
+ * With bias_column = 1 the last column is 1.0, so a bias row appended to the packed weight adds
+ * the bias inside the GEMM. Kernel and padding lengths 1..255 (padding 0..255), strides >= 1.
+ * pcn_patches_shape gives the rows and columns of cols after the same checks, so a caller can
+ * size it before allocating anything. */
+pcn_status pcn_patches(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, pcn_shape4 shape, pcn_window window,
+                       pcn_layout layout, int bias_column, const pcn_options *PCN_RESTRICT opt,
+                       pcn_error *PCN_RESTRICT err);
+pcn_status pcn_patches_shape(pcn_shape4 shape, pcn_window window, int bias_column, size_t *PCN_RESTRICT rows,
+                             size_t *PCN_RESTRICT cols, pcn_error *PCN_RESTRICT err);
+
+/* Positional form of pcn_patches (library 1.0), kept while the Python engine still calls it
+ * (clause 16.5). */
 pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C, size_t H, size_t W,
                       size_t KH, size_t KW, size_t SH, size_t SW, size_t PH, size_t PW, pcn_layout layout,
                       int bias_column, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);

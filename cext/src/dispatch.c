@@ -66,3 +66,22 @@ const pcn_fused_kernels *pcn_select_fused(pcn_isa isa) {
     if (isa == PCN_ISA_AUTO) isa = pcn_isa_best();
     return pcn_isa_available(isa) ? fused_table(isa) : NULL;
 }
+
+static const pcn_gemm_kernels *gemm_table(pcn_isa isa) {
+    switch (isa) {
+    case PCN_ISA_SCALAR: return &pcn_gemm_kernels_scalar;
+#ifdef PCN_HAVE_X86
+    case PCN_ISA_AVX2: return &pcn_gemm_kernels_avx2;
+    case PCN_ISA_AVX512: return &pcn_gemm_kernels_avx512;
+#endif
+#ifdef PCN_HAVE_NEON
+    case PCN_ISA_NEON: return &pcn_gemm_kernels_neon;
+#endif
+    default: return NULL;
+    }
+}
+
+const pcn_gemm_kernels *pcn_select_gemm(pcn_isa isa) {
+    if (isa == PCN_ISA_AUTO) isa = pcn_isa_best();
+    return pcn_isa_available(isa) ? gemm_table(isa) : NULL;
+}

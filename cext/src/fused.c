@@ -269,39 +269,63 @@ static void im2col_rows(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, s
     }
 }
 
-pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C, size_t H, size_t W,
-                      size_t KH, size_t KW, size_t SH, size_t SW, size_t PH, size_t PW, pcn_layout layout,
-                      int bias_column, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
-    const char *op = "pcn_im2col";
-    size_t OH, OW, ld, rows, total, nx;
-    int nt;
-    pcn_status st;
-    if (!x || !cols) return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !x ? "x" : "cols");
+/* Validation of pcn_patches (every check before anything is touched): OH, OW, the row count
+ * and the leading dimension of cols. */
+static pcn_status patches_setup(pcn_shape4 sh, pcn_window win, pcn_layout layout, int bias_column, size_t *OH,
+                                size_t *OW, size_t *rows, size_t *ld, pcn_error *err) {
+    const char *op = "pcn_patches";
+    size_t total, nx;
     if (layout != PCN_NCHW && layout != PCN_NHWC)
         return pcn_fail(err, PCN_ERR_ARG, "%s: layout = %d is neither PCN_NCHW nor PCN_NHWC", op, (int)layout);
     if (bias_column != 0 && bias_column != 1)
         return pcn_fail(err, PCN_ERR_ARG, "%s: bias_column = %d is neither 0 nor 1", op, bias_column);
-    if (N == 0 || C == 0 || H == 0 || W == 0 || KH == 0 || KW == 0 || SH == 0 || SW == 0)
+    if (sh.n == 0 || sh.c == 0 || sh.h == 0 || sh.w == 0 || win.kh == 0 || win.kw == 0 || win.sh == 0 || win.sw == 0)
         return pcn_fail(err, PCN_ERR_SHAPE,
-                        "%s: sizes, kernel and stride must be >= 1, got N=%zu C=%zu H=%zu W=%zu K=%zux%zu "
-                        "S=%zux%zu",
-                        op, N, C, H, W, KH, KW, SH, SW);
-    if (KH > PCN_MAX_KERNEL || KW > PCN_MAX_KERNEL || PH > PCN_MAX_KERNEL || PW > PCN_MAX_KERNEL)
-        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu and padding %zux%zu must be <= %d", op, KH, KW, PH, PW,
-                        PCN_MAX_KERNEL);
-    if (pcn_mul4_ovf(N, C, H, W, &nx) || nx > PCN_MAX_ELEMS)
-        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: input N=%zu C=%zu H=%zu W=%zu is too large", op, N, C, H, W);
-    if (H + 2 * PH < KH || W + 2 * PW < KW)
-        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu does not fit the padded input %zux%zu", op, KH, KW,
-                        H + 2 * PH, W + 2 * PW);
-    OH = (H + 2 * PH - KH) / SH + 1;
-    OW = (W + 2 * PW - KW) / SW + 1;
-    if (pcn_mul3_ovf(KH, KW, C, &ld) || pcn_add_ovf(ld, (size_t)bias_column, &ld) || pcn_mul3_ovf(N, OH, OW, &rows) ||
-        pcn_mul_ovf(rows, ld, &total) || total > PCN_MAX_ELEMS)
+                        "%s: sizes, kernel and stride must be >= 1, got N=%zu C=%zu H=%zu W=%zu kernel=%zux%zu "
+                        "stride=%zux%zu",
+                        op, sh.n, sh.c, sh.h, sh.w, win.kh, win.kw, win.sh, win.sw);
+    if (win.kh > PCN_MAX_KERNEL || win.kw > PCN_MAX_KERNEL || win.ph > PCN_MAX_KERNEL || win.pw > PCN_MAX_KERNEL)
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu and padding %zux%zu must be <= %d", op, win.kh, win.kw,
+                        win.ph, win.pw, PCN_MAX_KERNEL);
+    if (pcn_mul4_ovf(sh.n, sh.c, sh.h, sh.w, &nx) || nx > PCN_MAX_ELEMS)
+        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: input N=%zu C=%zu H=%zu W=%zu is too large", op, sh.n, sh.c, sh.h,
+                        sh.w);
+    if (sh.h + 2 * win.ph < win.kh || sh.w + 2 * win.pw < win.kw)
+        return pcn_fail(err, PCN_ERR_SHAPE, "%s: kernel %zux%zu does not fit the padded input %zux%zu", op, win.kh,
+                        win.kw, sh.h + 2 * win.ph, sh.w + 2 * win.pw);
+    *OH = (sh.h + 2 * win.ph - win.kh) / win.sh + 1;
+    *OW = (sh.w + 2 * win.pw - win.kw) / win.sw + 1;
+    if (pcn_mul3_ovf(win.kh, win.kw, sh.c, ld) || pcn_add_ovf(*ld, (size_t)bias_column, ld) ||
+        pcn_mul3_ovf(sh.n, *OH, *OW, rows) || pcn_mul_ovf(*rows, *ld, &total) || total > PCN_MAX_ELEMS)
         return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: the patch matrix is too large", op);
-    if ((st = pcn_check_option_values(opt, err)) != PCN_OK) return st;
+    return PCN_OK;
+}
+
+pcn_status pcn_patches_shape(pcn_shape4 shape, pcn_window window, int bias_column, size_t *PCN_RESTRICT rows,
+                             size_t *PCN_RESTRICT cols, pcn_error *PCN_RESTRICT err) {
+    size_t OH = 0, OW = 0, r = 0, ld = 0;
+    pcn_status st;
+    if (!rows || !cols) return pcn_fail(err, PCN_ERR_NULL, "pcn_patches_shape: %s is NULL", !rows ? "rows" : "cols");
+    if ((st = patches_setup(shape, window, PCN_NCHW, bias_column, &OH, &OW, &r, &ld, err)) != PCN_OK) return st;
+    *rows = r;
+    *cols = ld;
+    return pcn_ok(err);
+}
+
+pcn_status pcn_patches(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, pcn_shape4 shape, pcn_window window,
+                       pcn_layout layout, int bias_column, const pcn_options *PCN_RESTRICT opt,
+                       pcn_error *PCN_RESTRICT err) {
+    const size_t N = shape.n, C = shape.c, H = shape.h, W = shape.w, KH = window.kh, KW = window.kw;
+    const size_t SH = window.sh, SW = window.sw, PH = window.ph, PW = window.pw;
+    size_t OH = 0, OW = 0, ld = 0, rows = 0;
+    int nt;
+    pcn_status st;
+    if (!x || !cols) return pcn_fail(err, PCN_ERR_NULL, "pcn_patches: %s is NULL", !x ? "x" : "cols");
+    if ((st = patches_setup(shape, window, layout, bias_column, &OH, &OW, &rows, &ld, err)) != PCN_OK ||
+        (st = pcn_check_option_values(opt, err)) != PCN_OK)
+        return st;
     rows = N * OH;
-    nt = fused_threads(opt, rows, total);
+    nt = fused_threads(opt, rows, rows * OW * ld);
 #ifdef _OPENMP
     if (nt > 1) {
 #pragma omp parallel num_threads(nt)
@@ -320,6 +344,16 @@ pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, siz
     im2col_rows(x, cols, 0, rows, (ptrdiff_t)C, (ptrdiff_t)H, (ptrdiff_t)W, (ptrdiff_t)KH, (ptrdiff_t)KW, (ptrdiff_t)SH,
                 (ptrdiff_t)SW, (ptrdiff_t)PH, (ptrdiff_t)PW, (ptrdiff_t)OH, (ptrdiff_t)OW, layout, bias_column);
     return pcn_ok(err);
+}
+
+pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C, size_t H, size_t W,
+                      size_t KH, size_t KW, size_t SH, size_t SW, size_t PH, size_t PW, pcn_layout layout,
+                      int bias_column, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    pcn_shape4 s;
+    pcn_window w;
+    s.n = N, s.c = C, s.h = H, s.w = W;
+    w.kh = KH, w.kw = KW, w.sh = SH, w.sw = SW, w.ph = PH, w.pw = PW;
+    return pcn_patches(x, cols, s, w, layout, bias_column, opt, err);
 }
 
 /* ------------------------------------------------------------------ GEMM driver */

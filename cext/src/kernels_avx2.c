@@ -24,16 +24,16 @@ typedef __m256 vec;
 static const int pcn_avx2_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 #define V_STORE_N(p, v, n)                                                                                             \
     _mm256_maskstore_ps((p), _mm256_loadu_si256((const __m256i *)(pcn_avx2_masks + 8 - (n))), (v))
-#define NCHW_R 4
-#define NCHW_V 3
-#define NHWC_R 3
-#define NHWC_J 4
+#define NCHW_R      4
+#define NCHW_V      3
+#define NHWC_R      3
+#define NHWC_J      4
+#define V_MUL(a, b) _mm256_mul_ps((a), (b))
 #include "kernels_impl.h"
 
 /* arithmetic of the fused kernels (fused_impl.h) */
 #define V_ADD(a, b) _mm256_add_ps((a), (b))
 #define V_SUB(a, b) _mm256_sub_ps((a), (b))
-#define V_MUL(a, b) _mm256_mul_ps((a), (b))
 #define V_MIN(a, b) _mm256_min_ps((a), (b))
 #define V_ABS(a)    _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
 #define V_COPYSIGN(m, s)                                                                                               \
@@ -51,6 +51,11 @@ static inline float pcn_avx2_hsum(__m256 v) {
 }
 #define V_HSUM(v) pcn_avx2_hsum(v)
 #include "fused_impl.h"
+
+/* GEMM register tile (gemm_impl.h): GEMM_MR rows x GEMM_NV vectors */
+#define GEMM_MR 6
+#define GEMM_NV 2
+#include "gemm_impl.h"
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -25,12 +25,12 @@ typedef __m512 vec;
 #define NCHW_V             3
 #define NHWC_R             4
 #define NHWC_J             4
+#define V_MUL(a, b)        _mm512_mul_ps((a), (b))
 #include "kernels_impl.h"
 
 /* arithmetic of the fused kernels (fused_impl.h); AVX-512F only (no DQ: sign bits via integers) */
 #define V_ADD(a, b) _mm512_add_ps((a), (b))
 #define V_SUB(a, b) _mm512_sub_ps((a), (b))
-#define V_MUL(a, b) _mm512_mul_ps((a), (b))
 #define V_MIN(a, b) _mm512_min_ps((a), (b))
 #define V_ABS(a)    _mm512_abs_ps(a)
 #define V_COPYSIGN(m, s)                                                                                               \
@@ -43,6 +43,11 @@ typedef __m512 vec;
     _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
 #define V_HSUM(v) _mm512_reduce_add_ps(v)
 #include "fused_impl.h"
+
+/* GEMM register tile (gemm_impl.h): GEMM_MR rows x GEMM_NV vectors */
+#define GEMM_MR 12
+#define GEMM_NV 2
+#include "gemm_impl.h"
 
 #if defined(__clang__)
 #pragma clang attribute pop

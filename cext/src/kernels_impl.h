@@ -5,7 +5,7 @@
  * define the vector abstraction:
  *   PCN_SUFFIX           token appended to function names (scalar, avx2, avx512, neon)
  *   PCN_ISA_ID, PCN_ISA_STR, VL (lanes), vec (type)
- *   V_ZERO(), V_SET1(f), V_LOAD(p), V_STORE(p,v), V_FMA(a,b,acc) = a*b+acc, V_STORE_N(p,v,n)
+ *   V_ZERO(), V_SET1(f), V_LOAD(p), V_STORE(p,v), V_FMA(a,b,acc) = a*b+acc, V_STORE_N(p,v,n), V_MUL(a,b)
  *   NCHW_R, NCHW_V       NCHW register tile: R output rows x V vectors along W (each <= 4)
  *   NHWC_R, NHWC_J       NHWC register tile: R output rows x J output pixels, one vector of VL
  *                        channels per pixel (each <= 4)
@@ -51,9 +51,21 @@ typedef struct band_t {
     ptrdiff_t astep, bstep;
 } band_t;
 
-/* The register tile. R, NI, BCAST are compile-time constants at every call site. */
+/* n <= VL floats from p (the other lanes zero): the gate of a tile's partial last vector. */
+PCN_INLINE vec PCN_FN(tile_load_n)(const float *p, int n) {
+    float t[VL];
+    int l;
+    if (n >= VL) return V_LOAD(p);
+    for (l = 0; l < VL; l++) t[l] = l < n ? p[l] : 0.0f;
+    return V_LOAD(t);
+}
+
+/* The register tile. R, NI, BCAST are compile-time constants at every call site; `gate` (or
+ * NULL) is multiplied into the output, with the output's strides (the model's token-mixer gate,
+ * clause 16.3). */
 PCN_INLINE void PCN_FN(tile_generic)(const int R, const int NI, const int BCAST, vec init, const band_t *bands, int nb,
-                                     float *PCN_RESTRICT out, ptrdiff_t ldo, ptrdiff_t ldi, int lastn, int alln) {
+                                     float *PCN_RESTRICT out, ptrdiff_t ldo, ptrdiff_t ldi, int lastn, int alln,
+                                     const float *PCN_RESTRICT gate) {
     vec acc[TMAX][TMAX];
     int r, i, g;
     /* The unroll pragmas make the accumulators registers at any optimisation level. */
@@ -89,6 +101,7 @@ PCN_INLINE void PCN_FN(tile_generic)(const int R, const int NI, const int BCAST,
         for (i = 0; i < NI; i++) {
             float *p = out + r * ldo + i * ldi;
             int n = (i == NI - 1) ? lastn : alln;
+            if (gate) acc[r][i] = V_MUL(acc[r][i], PCN_FN(tile_load_n)(gate + r * ldo + i * ldi, n));
             if (n >= VL)
                 V_STORE(p, acc[r][i]);
             else
@@ -98,12 +111,13 @@ PCN_INLINE void PCN_FN(tile_generic)(const int R, const int NI, const int BCAST,
 }
 
 typedef void (*tile_fn)(vec init, const band_t *bands, int nb, float *PCN_RESTRICT out, ptrdiff_t ldo, ptrdiff_t ldi,
-                        int lastn, int alln);
+                        int lastn, int alln, const float *PCN_RESTRICT gate);
 
 #define DEF_TILE(KIND, BC, R, I)                                                                                       \
     static void PCN_FN(tile_##KIND##_r##R##x##I)(vec init, const band_t *bands, int nb, float *PCN_RESTRICT out,       \
-                                                 ptrdiff_t ldo, ptrdiff_t ldi, int lastn, int alln) {                  \
-        PCN_FN(tile_generic)(R, I, BC, init, bands, nb, out, ldo, ldi, lastn, alln);                                   \
+                                                 ptrdiff_t ldo, ptrdiff_t ldi, int lastn, int alln,                    \
+                                                 const float *PCN_RESTRICT gate) {                                     \
+        PCN_FN(tile_generic)(R, I, BC, init, bands, nb, out, ldo, ldi, lastn, alln, gate);                             \
     }
 #define DEF_TILES_R(KIND, BC, R)                                                                                       \
     DEF_TILE(KIND, BC, R, 1) DEF_TILE(KIND, BC, R, 2) DEF_TILE(KIND, BC, R, 3) DEF_TILE(KIND, BC, R, 4)
@@ -300,7 +314,8 @@ static void PCN_FN(dwconv_nchw_plane)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c
             const ptrdiff_t nv = pmin(NCHW_VW, OW - j0), V = ceil_div(nv, VL);
             band_t bd;
             int nb = PCN_FN(nchw_dense_band)(&bd, wext, j->KH, j->KW, j->PH, j->PW, xp, ldx, H, W, i0, R, j0, nv);
-            PCN_FN(tiles_nchw)[R - 1][V - 1](init, &bd, nb, y + i0 * OW + j0, OW, VL, (int)(nv - (V - 1) * VL), VL);
+            PCN_FN(tiles_nchw)
+            [R - 1][V - 1](init, &bd, nb, y + i0 * OW + j0, OW, VL, (int)(nv - (V - 1) * VL), VL, NULL);
         }
     }
 }
@@ -336,7 +351,7 @@ static void PCN_FN(parc_nchw_plane)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c, 
                 bd.astep = bd.bstep = 0;
                 nb = 1;
             }
-            PCN_FN(tiles_nchw)[R - 1][V - 1](zero, &bd, nb, t + i0 * ldt + j0, ldt, VL, VL, VL);
+            PCN_FN(tiles_nchw)[R - 1][V - 1](zero, &bd, nb, t + i0 * ldt + j0, ldt, VL, VL, VL, NULL);
         }
     }
     /* horizontal: y[i][j] = sum_s T[i][s] k_w[s - j + PW]  (+ DW7 taps) */
@@ -360,7 +375,8 @@ static void PCN_FN(parc_nchw_plane)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c, 
                 nb = 1;
             }
             if (j->with_dw7) nb += PCN_FN(nchw_dense_band)(&bd[nb], k7, 7, 7, 3, 3, xp, ldx, H, W, i0, R, j0, nv);
-            PCN_FN(tiles_nchw)[R - 1][V - 1](zero, bd, nb, y + i0 * OW + j0, OW, VL, (int)(nv - (V - 1) * VL), VL);
+            PCN_FN(tiles_nchw)
+            [R - 1][V - 1](zero, bd, nb, y + i0 * OW + j0, OW, VL, (int)(nv - (V - 1) * VL), VL, NULL);
         }
     }
 }
@@ -422,6 +438,7 @@ static int PCN_FN(nhwc_dense_band)(band_t *bd, const float *wp, ptrdiff_t KH, pt
 /* Where a slab unit writes: straight into the NHWC output, or (NCHW) into the output slab. */
 typedef struct slab_out {
     float *y;
+    const float *gate; /* the job's gate at the slab's origin (NHWC only), or NULL */
     ptrdiff_t ldo, ldi;
     int n;
 } slab_out;
@@ -430,11 +447,13 @@ static slab_out PCN_FN(slab_target)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0,
     slab_out o;
     if (j->layout == PCN_NCHW) {
         o.y = PCN_FN(scratch_oslab)(j, scratch);
+        o.gate = NULL;
         o.ldo = j->OW * VL;
         o.ldi = VL;
         o.n = VL;
     } else {
         o.y = j->y + n * j->OH * j->OW * j->C + c0;
+        o.gate = j->gate ? j->gate + n * j->OH * j->OW * j->C + c0 : NULL;
         o.ldo = j->OW * j->C;
         o.ldi = j->C;
         o.n = (int)pmin(VL, j->C - c0);
@@ -469,7 +488,9 @@ static void PCN_FN(dwconv_nhwc_slab)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0
             const ptrdiff_t J = pmin(NHWC_J, OW - j0);
             band_t bd;
             int nb = PCN_FN(nhwc_dense_band)(&bd, wp, j->KH, j->KW, j->PH, j->PW, xs, ldx, H, W, i0, R, j0, J);
-            PCN_FN(tiles_nhwc)[R - 1][J - 1](init, &bd, nb, o.y + i0 * o.ldo + j0 * o.ldi, o.ldo, o.ldi, o.n, o.n);
+            PCN_FN(tiles_nhwc)
+            [R - 1][J - 1](init, &bd, nb, o.y + i0 * o.ldo + j0 * o.ldi, o.ldo, o.ldi, o.n, o.n,
+                           o.gate ? o.gate + i0 * o.ldo + j0 * o.ldi : NULL);
         }
     }
     PCN_FN(slab_scatter)(j, n, c0, o.y);
@@ -506,7 +527,7 @@ static void PCN_FN(parc_nhwc_slab)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0, 
                 bd.astep = bd.bstep = 0;
                 nb = 1;
             }
-            PCN_FN(tiles_nhwc)[R - 1][J - 1](zero, &bd, nb, t + (i0 * W + j0) * VL, W * VL, VL, VL, VL);
+            PCN_FN(tiles_nhwc)[R - 1][J - 1](zero, &bd, nb, t + (i0 * W + j0) * VL, W * VL, VL, VL, VL, NULL);
         }
     }
     /* horizontal: y[i][j] = sum_s T[i][s] k_w[s - j + PW]  (+ DW7 taps) */
@@ -530,7 +551,9 @@ static void PCN_FN(parc_nhwc_slab)(const pcn_job *j, ptrdiff_t n, ptrdiff_t c0, 
                 nb = 1;
             }
             if (j->with_dw7) nb += PCN_FN(nhwc_dense_band)(&bd[nb], k7, 7, 7, 3, 3, xs, ldx, H, W, i0, R, j0, J);
-            PCN_FN(tiles_nhwc)[R - 1][J - 1](zero, bd, nb, o.y + i0 * o.ldo + j0 * o.ldi, o.ldo, o.ldi, o.n, o.n);
+            PCN_FN(tiles_nhwc)
+            [R - 1][J - 1](zero, bd, nb, o.y + i0 * o.ldo + j0 * o.ldi, o.ldo, o.ldi, o.n, o.n,
+                           o.gate ? o.gate + i0 * o.ldo + j0 * o.ldi : NULL);
         }
     }
     PCN_FN(slab_scatter)(j, n, c0, o.y);

@@ -24,12 +24,12 @@ static inline void pcn_neon_store_n(float *p, float32x4_t v, int n) {
 #define NCHW_V             4
 #define NHWC_R             4
 #define NHWC_J             4
+#define V_MUL(a, b)        vmulq_f32((a), (b))
 #include "kernels_impl.h"
 
 /* arithmetic of the fused kernels (fused_impl.h) */
 #define V_ADD(a, b)             vaddq_f32((a), (b))
 #define V_SUB(a, b)             vsubq_f32((a), (b))
-#define V_MUL(a, b)             vmulq_f32((a), (b))
 #define V_MIN(a, b)             vminq_f32((a), (b))
 #define V_ABS(a)                vabsq_f32(a)
 #define V_COPYSIGN(m, s)        vbslq_f32(vdupq_n_u32(0x80000000u), (s), (m))
@@ -39,6 +39,11 @@ static inline void pcn_neon_store_n(float *p, float32x4_t v, int n) {
 #define V_POW2I(n)              vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23))
 #define V_HSUM(v)               vaddvq_f32(v)
 #include "fused_impl.h"
+
+/* GEMM register tile (gemm_impl.h): GEMM_MR rows x GEMM_NV vectors */
+#define GEMM_MR 8
+#define GEMM_NV 2
+#include "gemm_impl.h"
 #else
 typedef int pcn_empty_translation_unit;
 #endif

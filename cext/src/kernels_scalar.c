@@ -18,12 +18,12 @@ typedef float vec;
 #define NCHW_V             4
 #define NHWC_R             3
 #define NHWC_J             4
+#define V_MUL(a, b)        ((a) * (b))
 #include "kernels_impl.h"
 
 /* arithmetic of the fused kernels (fused_impl.h) */
 #define V_ADD(a, b)             ((a) + (b))
 #define V_SUB(a, b)             ((a) - (b))
-#define V_MUL(a, b)             ((a) * (b))
 #define V_MIN(a, b)             ((a) < (b) ? (a) : (b))
 #define V_ABS(a)                fabsf(a)
 #define V_COPYSIGN(m, s)        copysignf((m), (s))
@@ -33,3 +33,8 @@ typedef float vec;
 #define V_POW2I(n)              ldexpf(1.0f, (int)(n))
 #define V_HSUM(v)               (v)
 #include "fused_impl.h"
+
+/* GEMM register tile (gemm_impl.h): GEMM_MR rows x GEMM_NV vectors */
+#define GEMM_MR 4
+#define GEMM_NV 4
+#include "gemm_impl.h"

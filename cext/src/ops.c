@@ -10,7 +10,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#include "pcn_internal.h"
+#include "pcn_model_internal.h"
 
 #define PCN_STR2(x) #x
 #define PCN_STR(x)  PCN_STR2(x)
@@ -65,6 +65,10 @@ const char *pcn_status_name(pcn_status code) {
     case PCN_ERR_NOMEM: return "out of memory or workspace too small";
     case PCN_ERR_ISA: return "ISA not available";
     case PCN_ERR_ARG: return "invalid argument";
+    case PCN_ERR_FILE: return "file error";
+    case PCN_ERR_FORMAT: return "invalid weights file format";
+    case PCN_ERR_WEIGHTS: return "weights do not fit the model";
+    case PCN_ERR_BUSY: return "plan busy";
     }
     return "unknown status";
 }
@@ -76,6 +80,7 @@ const char *pcn_isa_name(pcn_isa isa) {
     case PCN_ISA_AVX2: return "avx2";
     case PCN_ISA_AVX512: return "avx512";
     case PCN_ISA_NEON: return "neon";
+    case PCN_ISA_COUNT: break;
     }
     return "unknown";
 }
@@ -255,7 +260,7 @@ static unsigned char *acquire(const pcn_options *opt, const plan *p, void **owne
 
 static pcn_status setup_dense(pcn_job *j, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
                               size_t PW, pcn_layout layout, pcn_error *err) {
-    const char *op = "pcn_dwconv2d";
+    const char *op = "pcn_depthwise";
     size_t OH, OW, n;
     pcn_status st;
     if ((st = check_tensor(N, C, H, W, layout, op, err)) != PCN_OK) return st;
@@ -287,42 +292,69 @@ static pcn_status setup_dense(pcn_job *j, size_t N, size_t C, size_t H, size_t W
     return PCN_OK;
 }
 
-size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
-                                   pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                                   pcn_error *PCN_RESTRICT err) {
+/* The window of a depthwise call: stride 1 (clause 12.1). */
+static pcn_status check_stride1(pcn_window win, const char *op, pcn_error *err) {
+    if (win.sh != 1 || win.sw != 1)
+        return pcn_fail(err, PCN_ERR_ARG, "%s: window stride %zux%zu must be 1x1 (stride-1 convolutions only)", op,
+                        win.sh, win.sw);
+    return PCN_OK;
+}
+
+pcn_status pcn_depthwise_shape(pcn_shape4 shape, pcn_window window, pcn_shape4 *PCN_RESTRICT out,
+                               pcn_error *PCN_RESTRICT err) {
+    pcn_job j;
+    pcn_status st;
+    memset(&j, 0, sizeof j);
+    if (!out) return pcn_fail(err, PCN_ERR_NULL, "pcn_depthwise_shape: out is NULL");
+    if ((st = check_stride1(window, "pcn_depthwise", err)) ||
+        (st = setup_dense(&j, shape.n, shape.c, shape.h, shape.w, window.kh, window.kw, window.ph, window.pw, PCN_NCHW,
+                          err)))
+        return st;
+    out->n = shape.n;
+    out->c = shape.c;
+    out->h = (size_t)j.OH;
+    out->w = (size_t)j.OW;
+    return pcn_ok(err);
+}
+
+size_t pcn_depthwise_workspace(pcn_shape4 shape, pcn_window window, pcn_layout layout,
+                               const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
     pcn_options o = opt ? *opt : pcn_options_default();
     o.workspace = NULL;
     o.workspace_bytes = 0;
-    if (check_options(&o, &k, err) || setup_dense(&j, N, C, H, W, KH, KW, PH, PW, layout, err) ||
-        make_plan(k, &j, &o, &p, "pcn_dwconv2d", err))
+    if (check_options(&o, &k, err) || check_stride1(window, "pcn_depthwise", err) ||
+        setup_dense(&j, shape.n, shape.c, shape.h, shape.w, window.kh, window.kw, window.ph, window.pw, layout, err) ||
+        make_plan(k, &j, &o, &p, "pcn_depthwise", err))
         return 0;
     pcn_ok(err);
     return p.total;
 }
 
-pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
-                        float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
-                        size_t PW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                        pcn_error *PCN_RESTRICT err) {
+pcn_status pcn_depthwise(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
+                         float *PCN_RESTRICT y, pcn_shape4 shape, pcn_window window, pcn_layout layout,
+                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
     pcn_status st;
     void *owned;
     unsigned char *base;
-    if (!x || !w || !y) return pcn_fail(err, PCN_ERR_NULL, "pcn_dwconv2d: %s is NULL", !x ? "x" : !w ? "w" : "y");
+    if (!x || !w || !y) return pcn_fail(err, PCN_ERR_NULL, "pcn_depthwise: %s is NULL", !x ? "x" : !w ? "w" : "y");
     if ((st = check_options(opt, &k, err)) != PCN_OK) return st;
-    if ((st = setup_dense(&j, N, C, H, W, KH, KW, PH, PW, layout, err)) != PCN_OK) return st;
-    if ((st = make_plan(k, &j, opt, &p, "pcn_dwconv2d", err)) != PCN_OK) return st;
+    if ((st = check_stride1(window, "pcn_depthwise", err)) != PCN_OK) return st;
+    if ((st = setup_dense(&j, shape.n, shape.c, shape.h, shape.w, window.kh, window.kw, window.ph, window.pw, layout,
+                          err)) != PCN_OK)
+        return st;
+    if ((st = make_plan(k, &j, opt, &p, "pcn_depthwise", err)) != PCN_OK) return st;
     j.x = x;
     j.y = y;
     j.w_raw = w;
     j.bias_raw = bias;
     base = acquire(opt, &p, &owned);
-    if (!base) return pcn_fail(err, PCN_ERR_NOMEM, "pcn_dwconv2d: cannot allocate %zu bytes of workspace", p.total);
+    if (!base) return pcn_fail(err, PCN_ERR_NOMEM, "pcn_depthwise: cannot allocate %zu bytes of workspace", p.total);
     execute(k, &j, &p, base);
     free(owned);
     return pcn_ok(err);
@@ -358,26 +390,26 @@ static pcn_status setup_separable(pcn_job *j, size_t N, size_t C, size_t H, size
     return PCN_OK;
 }
 
-size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                                         pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                                         pcn_error *PCN_RESTRICT err) {
+size_t pcn_oversized_workspace(pcn_shape4 shape, size_t KV, size_t KW, pcn_layout layout,
+                               const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
     pcn_options o = opt ? *opt : pcn_options_default();
     o.workspace = NULL;
     o.workspace_bytes = 0;
-    if (check_options(&o, &k, err) || setup_separable(&j, N, C, H, W, KV, KW, layout, 0, "pcn_oversized_conv", err) ||
-        make_plan(k, &j, &o, &p, "pcn_oversized_conv", err))
+    if (check_options(&o, &k, err) ||
+        setup_separable(&j, shape.n, shape.c, shape.h, shape.w, KV, KW, layout, 0, "pcn_oversized", err) ||
+        make_plan(k, &j, &o, &p, "pcn_oversized", err))
         return 0;
     pcn_ok(err);
     return p.total;
 }
 
-pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                              float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
-    const char *op = "pcn_oversized_conv";
+pcn_status pcn_oversized(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                         float *PCN_RESTRICT y, pcn_shape4 shape, size_t KV, size_t KW, pcn_layout layout,
+                         const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_oversized";
     pcn_job j;
     plan p;
     const pcn_kernels *k;
@@ -387,7 +419,7 @@ pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_REST
     if (!x || !k_h || !k_w || !y)
         return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !x ? "x" : !k_h ? "k_h" : !k_w ? "k_w" : "y");
     if ((st = check_options(opt, &k, err)) != PCN_OK) return st;
-    if ((st = setup_separable(&j, N, C, H, W, KV, KW, layout, 0, op, err)) != PCN_OK) return st;
+    if ((st = setup_separable(&j, shape.n, shape.c, shape.h, shape.w, KV, KW, layout, 0, op, err)) != PCN_OK) return st;
     if ((st = make_plan(k, &j, opt, &p, op, err)) != PCN_OK) return st;
     j.x = x;
     j.y = y;
@@ -451,11 +483,11 @@ static double valid_taps(size_t n, size_t k, size_t p) {
 #define PCN_PASS_COST 6.0
 #define PCN_PREP_COST 20.0
 
-pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
-                              double *PCN_RESTRICT cost_separable, double *PCN_RESTRICT cost_dense) {
+pcn_path pcn_parc_path(pcn_shape4 shape, size_t KV, size_t KW, double *PCN_RESTRICT cost_separable,
+                       double *PCN_RESTRICT cost_dense) {
+    const size_t N = shape.n, C = shape.c, H = shape.h, W = shape.w;
     double hw, sep, dense;
     size_t RH, RW;
-    (void)layout;
     if (N == 0 || C == 0 || H == 0 || W == 0 || KV < 1 || KW < 1 || KV > PCN_MAX_KERNEL || KW > PCN_MAX_KERNEL ||
         KV % 2 == 0 || KW % 2 == 0 || H > (1u << 30) || W > (1u << 30))
         return PCN_PATH_AUTO;
@@ -475,13 +507,17 @@ pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV,
 
 static pcn_status setup_parc(pcn_job *j, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
                              pcn_layout layout, const pcn_options *opt, pcn_error *err) {
-    const char *op = "pcn_parc_spatial";
+    const char *op = "pcn_parc";
     pcn_path path = opt ? opt->path : PCN_PATH_AUTO;
     pcn_status st;
     if ((st = check_tensor(N, C, H, W, layout, op, err)) != PCN_OK) return st;
     if ((st = check_kernel(KV, "KV (length of k_h)", op, 1, err)) != PCN_OK) return st;
     if ((st = check_kernel(KW, "KW (length of k_w)", op, 1, err)) != PCN_OK) return st;
-    if (path == PCN_PATH_AUTO) path = pcn_parc_choose_path(N, C, H, W, KV, KW, layout, NULL, NULL);
+    if (path == PCN_PATH_AUTO) {
+        pcn_shape4 sh;
+        sh.n = N, sh.c = C, sh.h = H, sh.w = W;
+        path = pcn_parc_path(sh, KV, KW, NULL, NULL);
+    }
     if (path == PCN_PATH_DENSE) {
         const size_t RH = KV > 7 ? KV : 7, RW = KW > 7 ? KW : 7;
         if ((st = setup_dense(j, N, C, H, W, RH, RW, RH / 2, RW / 2, layout, err)) != PCN_OK) return st;
@@ -493,26 +529,25 @@ static pcn_status setup_parc(pcn_job *j, size_t N, size_t C, size_t H, size_t W,
     return setup_separable(j, N, C, H, W, KV, KW, layout, 1, op, err);
 }
 
-size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
-                                       const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+size_t pcn_parc_workspace(pcn_shape4 shape, size_t KV, size_t KW, pcn_layout layout,
+                          const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     pcn_job j;
     plan p;
     const pcn_kernels *k;
     pcn_options o = opt ? *opt : pcn_options_default();
     o.workspace = NULL;
     o.workspace_bytes = 0;
-    if (check_options(&o, &k, err) || setup_parc(&j, N, C, H, W, KV, KW, layout, &o, err) ||
-        make_plan(k, &j, &o, &p, "pcn_parc_spatial", err))
+    if (check_options(&o, &k, err) || setup_parc(&j, shape.n, shape.c, shape.h, shape.w, KV, KW, layout, &o, err) ||
+        make_plan(k, &j, &o, &p, "pcn_parc", err))
         return 0;
     pcn_ok(err);
     return p.total;
 }
 
-pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                            const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
-                            size_t KV, size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                            pcn_error *PCN_RESTRICT err) {
-    const char *op = "pcn_parc_spatial";
+pcn_status pcn_parc(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                    const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, pcn_shape4 shape, size_t KV, size_t KW,
+                    pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_parc";
     pcn_job j;
     plan p;
     const pcn_kernels *k;
@@ -527,7 +562,7 @@ pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRI
                         : !k7  ? "k7"
                                : "y");
     if ((st = check_options(opt, &k, err)) != PCN_OK) return st;
-    if ((st = setup_parc(&j, N, C, H, W, KV, KW, layout, opt, err)) != PCN_OK) return st;
+    if ((st = setup_parc(&j, shape.n, shape.c, shape.h, shape.w, KV, KW, layout, opt, err)) != PCN_OK) return st;
     if ((st = make_plan(k, &j, opt, &p, op, err)) != PCN_OK) return st;
     base = acquire(opt, &p, &owned);
     if (!base) return pcn_fail(err, PCN_ERR_NOMEM, "%s: cannot allocate %zu bytes of workspace", op, p.total);
@@ -539,4 +574,73 @@ pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRI
     execute(k, &j, &p, base);
     free(owned);
     return pcn_ok(err);
+}
+
+/* ------------------------------------------------------------------ positional forms (clause 16.5) */
+
+static pcn_shape4 shape4(size_t N, size_t C, size_t H, size_t W) {
+    pcn_shape4 s;
+    s.n = N;
+    s.c = C;
+    s.h = H;
+    s.w = W;
+    return s;
+}
+static pcn_window window1(size_t KH, size_t KW, size_t PH, size_t PW) {
+    pcn_window w;
+    w.kh = KH;
+    w.kw = KW;
+    w.sh = w.sw = 1;
+    w.ph = PH;
+    w.pw = PW;
+    return w;
+}
+
+pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
+                        float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
+                        size_t PW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                        pcn_error *PCN_RESTRICT err) {
+    return pcn_depthwise(x, w, bias, y, shape4(N, C, H, W), window1(KH, KW, PH, PW), layout, opt, err);
+}
+size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
+                                   pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                                   pcn_error *PCN_RESTRICT err) {
+    return pcn_depthwise_workspace(shape4(N, C, H, W), window1(KH, KW, PH, PW), layout, opt, err);
+}
+pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                              float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    return pcn_oversized(x, k_h, k_w, y, shape4(N, C, H, W), KV, KW, layout, opt, err);
+}
+size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
+                                         pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                                         pcn_error *PCN_RESTRICT err) {
+    return pcn_oversized_workspace(shape4(N, C, H, W), KV, KW, layout, opt, err);
+}
+pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                            const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
+                            size_t KV, size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
+                            pcn_error *PCN_RESTRICT err) {
+    return pcn_parc(x, k_h, k_w, k7, y, shape4(N, C, H, W), KV, KW, layout, opt, err);
+}
+size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
+                                       const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    return pcn_parc_workspace(shape4(N, C, H, W), KV, KW, layout, opt, err);
+}
+pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
+                              double *PCN_RESTRICT cost_separable, double *PCN_RESTRICT cost_dense) {
+    (void)layout; /* the cost model does not depend on it */
+    return pcn_parc_path(shape4(N, C, H, W), KV, KW, cost_separable, cost_dense);
+}
+
+/* ------------------------------------------------------------------ the model's spatial job */
+
+pcn_status pcn_parc_job_nhwc(pcn_job *job, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_path path,
+                             pcn_error *err) {
+    pcn_options o = pcn_options_default();
+    pcn_status st;
+    o.path = path;
+    if ((st = setup_parc(job, N, C, H, W, KV, KW, PCN_NHWC, &o, err)) != PCN_OK) return st;
+    job->slab = 1; /* NHWC: channel slabs (choose_route) */
+    return PCN_OK;
 }

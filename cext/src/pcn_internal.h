@@ -60,6 +60,7 @@ typedef struct pcn_job {
     const float *x;
     float *y;
     const float *w_raw, *bias_raw, *kh_raw, *kw_raw, *k7_raw;
+    const float *gate; /* NHWC only (model, clause 16.3): y = gate * conv(x), gate with y's shape; or NULL */
 } pcn_job;
 
 /* Reparameterized RH x RW kernel of one channel (clause 7), RH = max(KV,7), RW = max(KW,7):
@@ -144,9 +145,106 @@ extern const pcn_kernels pcn_kernels_neon;
 extern const pcn_fused_kernels pcn_fused_kernels_neon;
 #endif
 
+/* ------------------------------------------------------------------ GEMM (clause 16.2) */
+
+/* B packed for the GEMM kernels of one ISA (gemm.c). K is padded to Kp (a multiple of the vector
+ * length) with zero rows. Plain layout: panel p holds output columns [p*NR, p*NR + NR) as Kp rows
+ * of nv*VL floats (nv vectors, the last panel only as many as it needs), at data + p*Kp*NR.
+ * Paired layout (the model's pwconv1 and fc1, whose output is split into two halves that meet in
+ * one epilogue): N = 2*Nh and panel p holds columns [p*NRh, p*NRh + NRh) of the first half then
+ * the same columns of the second half, NRh = NR/2, so that one tile sees both halves of a column. */
+typedef struct pcn_gemm_b {
+    pcn_isa isa;
+    int vl, mr, nv;
+    ptrdiff_t K, Kp, N;
+    ptrdiff_t out_cols;   /* N, or Nh when paired */
+    ptrdiff_t panel_cols; /* output columns of a full panel: NR or NR/2 */
+    ptrdiff_t panels;
+    int pair;
+    float *data; /* 64-byte aligned, owned (freed with base) */
+    void *base;
+    float *bias; /* N floats (paired: first half then second half) or NULL, owned */
+} pcn_gemm_b;
+
+/* Epilogues: what a tile does with its accumulators acc (one per output element). */
+enum {
+    PCN_EPI_STORE = 1,      /* y = acc (+ bias) */
+    PCN_EPI_RESIDUAL = 2,   /* y = y * scale + acc (FMA; scale NULL: y + acc), y in/out */
+    PCN_EPI_PAIR_SPLIT = 3, /* y = acc1 + b1, y2 = GELU(acc2 + b2)          (pwconv1, clause 8.1) */
+    PCN_EPI_PAIR_GATE = 4   /* y = (acc1 + b1) * GELU(acc2 + b2)             (fc1, clause 8.2) */
+};
+/* Row operations once whole rows of y are written (the next LayerNormGeneral, clause 4.1). */
+enum {
+    PCN_ROW_NONE = 0,
+    PCN_ROW_NORM = 1, /* n1 = LNG(y) * w1 */
+    PCN_ROW_NORM2 = 2 /* n1 = LNG(y) * w1, n2 = LNG(n1) * w2 (the stem's post_norm, then the next norm) */
+};
+
+/* One GEMM after validation: C (M, out_cols) from A (M, K) and B. A is rows (a, lda) or, when
+ * ind is not NULL, gathered: row m is the concatenation of the ks segments ind[m*ks + t], each kc
+ * floats (an implicit im2col, K = ks*kc). Work units: blocks of tb row tiles x pb panels. */
+typedef struct pcn_gemm_job {
+    const pcn_gemm_b *b;
+    ptrdiff_t M;
+    const float *a;
+    ptrdiff_t lda;
+    const float *const *ind;
+    ptrdiff_t ks, kc;
+    int epi;
+    float *y, *y2;
+    ptrdiff_t ldy, ldy2;
+    const float *scale;
+    int rowop;
+    float *n1, *n2;
+    ptrdiff_t ldn;
+    const float *w1, *w2;
+    float eps;
+    int rows_apart;  /* the row operation writes what the tiles read: run it after every unit */
+    int panel_outer; /* units pack their tiles first and pass each panel over all of them */
+    /* partition (pcn_gemm_partition) */
+    ptrdiff_t tiles, tile_base, tile_rem; /* row tiles: tile t has tile_base + (t < tile_rem) rows */
+    ptrdiff_t tb, pb, units_m, units_n;
+} pcn_gemm_job;
+
+typedef struct pcn_gemm_kernels {
+    pcn_isa isa;
+    int vl, mr, nv;
+    /* one work unit of a job; scratch holds mr x Kp floats (64-byte aligned) */
+    void (*unit)(const pcn_gemm_job *job, size_t unit, float *scratch);
+    /* the job's row operation on rows [r0, r1) */
+    void (*rows)(const pcn_gemm_job *job, ptrdiff_t r0, ptrdiff_t r1);
+} pcn_gemm_kernels;
+
+/* gemm.c: packing and partition, shared by pcn_gemm_packed and the model */
+pcn_status pcn_gemm_b_pack(pcn_gemm_b *out, const pcn_gemm_kernels *k, const float *b, ptrdiff_t ldb, int transposed,
+                           const float *bias, ptrdiff_t K, ptrdiff_t N, int pair, pcn_error *err);
+void pcn_gemm_b_free(pcn_gemm_b *b);
+/* Work units for `threads` threads; sets the partition fields. Returns the unit count. */
+size_t pcn_gemm_partition(pcn_gemm_job *job, int threads);
+/* floats of per-thread scratch a job on b needs */
+size_t pcn_gemm_scratch_floats(const pcn_gemm_b *b);
+/* Row tiles of A a unit holds packed at most (PCN_GEMM_A_BLOCK bytes in the scratch). */
+ptrdiff_t pcn_gemm_tile_block(const pcn_gemm_b *b);
+/* A partition into blocks of tb whole row tiles (every panel in each unit, the row operation
+ * fused; each tile packed then multiplied by every panel): the same for every job of the same M
+ * and tb. Returns the unit count. */
+size_t pcn_gemm_row_blocks(pcn_gemm_job *job, ptrdiff_t tb);
+/* Whether the job's row operation must run after all its units (units_n > 1 or rows_apart). */
+int pcn_gemm_rowop_separate(const pcn_gemm_job *job);
+
+extern const pcn_gemm_kernels pcn_gemm_kernels_scalar;
+#ifdef PCN_HAVE_X86
+extern const pcn_gemm_kernels pcn_gemm_kernels_avx2;
+extern const pcn_gemm_kernels pcn_gemm_kernels_avx512;
+#endif
+#ifdef PCN_HAVE_NEON
+extern const pcn_gemm_kernels pcn_gemm_kernels_neon;
+#endif
+
 /* dispatch.c */
 const pcn_kernels *pcn_select_kernels(pcn_isa isa);
 const pcn_fused_kernels *pcn_select_fused(pcn_isa isa);
+const pcn_gemm_kernels *pcn_select_gemm(pcn_isa isa);
 
 /* ops.c: error reports, option checks and the OpenMP thread request, shared with fused.c */
 pcn_status pcn_fail(pcn_error *err, pcn_status code, const char *fmt, ...)

@@ -1,12 +1,21 @@
 /*
- * check.h - the assertion counter shared by the C test programs (spec clause 12).
+ * check.h - what the C test programs share (spec clauses 12 and 16): the assertion counter, a
+ * seeded random generator, random buffers, per-call options and a naive Fortran sgemm.
  * CHECK(cond, fmt, ...) counts a check and, when cond is false, prints the file, line and message
- * and counts a failure; a test program ends with CHECK_SUMMARY() as its exit status.
+ * and counts a failure; a test program ends with CHECK_SUMMARY() as its exit status. A program
+ * may define CHECK_SEED before including this file to draw other data.
  */
 #ifndef PCN_TESTS_CHECK_H
 #define PCN_TESTS_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include "parcnetv2.h"
+
+#ifndef CHECK_SEED
+#define CHECK_SEED 0x9E3779B97F4A7C15ull
+#endif
 
 static int g_fail = 0, g_checks = 0;
 #define CHECK(cond, ...)                                                                                               \
@@ -22,5 +31,48 @@ static int g_fail = 0, g_checks = 0;
 
 /* Print the totals; 0 when every check passed, else 1. */
 #define CHECK_SUMMARY() (printf("%d checks, %d failures\n", g_checks, g_fail), g_fail ? 1 : 0)
+
+/* xorshift64: uniform in [-1, 1) from the state *s. */
+static inline double check_rand(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+static uint64_t g_rng = CHECK_SEED;
+static inline float frand(void) {
+    return (float)check_rand(&g_rng);
+}
+/* n floats uniform in [-scale, scale) (never a zero-byte allocation). */
+static inline float *rand_buf(size_t n, float scale) {
+    float *p = (float *)malloc(n * sizeof(float) + 4);
+    size_t i;
+    for (i = 0; i < n; i++) p[i] = scale * frand();
+    return p;
+}
+static inline pcn_options opts(pcn_isa isa, int threads) {
+    pcn_options o = pcn_options_default();
+    o.isa = isa;
+    o.threads = threads;
+    return o;
+}
+
+/* A naive Fortran-77 sgemm (column-major), float accumulation in ascending k like a BLAS kernel. */
+static inline void naive_sgemm(const char *ta, const char *tb, const int *m, const int *n, const int *k,
+                               const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
+                               const float *beta, float *c, const int *ldc) {
+    int i, j, l;
+    for (j = 0; j < *n; j++)
+        for (i = 0; i < *m; i++) {
+            float s = 0.0f;
+            for (l = 0; l < *k; l++) {
+                const float av = *ta == 'N' ? a[i + l * *lda] : a[l + i * *lda];
+                const float bv = *tb == 'N' ? b[l + j * *ldb] : b[j + l * *ldb];
+                s += av * bv;
+            }
+            c[i + j * *ldc] = *alpha * s + (*beta != 0.0f ? *beta * c[i + j * *ldc] : 0.0f);
+        }
+}
 
 #endif

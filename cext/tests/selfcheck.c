@@ -1,10 +1,14 @@
 /*
- * selfcheck.c - checks the library against golden test vectors (format: include/pcn_golden.h),
- * so a device without Python can verify its build (spec clause 12).
+ * selfcheck.c - checks the library against golden test vectors (format: include/pcn_golden.h)
+ * and the C model against whole-model golden cases (.pcnm manifests, spec clause 16.7), so a
+ * device without Python can verify its build (spec clauses 12 and 16).
  *
- * Usage: pcn_selfcheck FILE.pcng...
- * Every file is run with every ISA this CPU supports and with 1 and 2 threads; outputs must be
- * within the bound stored in the file, and the 1- and 2-thread outputs bit-identical.
+ * Usage: pcn_selfcheck FILE.pcng|FILE.pcnm...
+ * Kernel vectors run with every ISA this CPU supports and with 1 and 2 threads; outputs must be
+ * within the bound stored in the file, and the 1- and 2-thread outputs bit-identical. Model cases
+ * run with every ISA and 1, 2 and 3 threads: the logits must be bit-identical across thread
+ * counts and agree with the float64 reference's within the manifest's relative tolerance
+ * (clause 11.3: max|y - r| <= t * max|r|).
  * Exit status: 0 all passed, 1 a check failed, 2 usage or file error.
  */
 #include <float.h>
@@ -15,6 +19,7 @@
 #include <string.h>
 #include "parcnetv2.h"
 #include "pcn_golden.h"
+#include "pcn_model.h"
 
 typedef struct {
     char name[17];
@@ -152,22 +157,27 @@ static pcn_status run(gcase *g, pcn_isa isa, int threads, float *y, pcn_error *e
     const uint64_t *d = g->dim;
     garray *x = find(g, "x", 1), *w = find(g, "weight", 1), *b = find(g, "bias", 1);
     garray *kh = find(g, "k_h", 1), *kw = find(g, "k_w", 1), *k7 = find(g, "k7", 1);
+    pcn_shape4 shape;
+    shape.n = d[0], shape.c = d[1], shape.h = d[2], shape.w = d[3];
     o.isa = isa;
     o.threads = threads;
     o.path = (pcn_path)g->path;
     switch (g->op) {
-    case PCN_GOLDEN_DWCONV2D:
+    case PCN_GOLDEN_DWCONV2D: {
+        pcn_window win;
+        win.kh = d[4], win.kw = d[5], win.sh = win.sw = 1, win.ph = d[6], win.pw = d[7];
         if (!x || !w) return PCN_ERR_NULL;
-        return pcn_dwconv2d((float *)x->data, (float *)w->data, b ? (float *)b->data : NULL, y, d[0], d[1], d[2], d[3],
-                            d[4], d[5], d[6], d[7], (pcn_layout)g->layout, &o, e);
+        return pcn_depthwise((float *)x->data, (float *)w->data, b ? (float *)b->data : NULL, y, shape, win,
+                             (pcn_layout)g->layout, &o, e);
+    }
     case PCN_GOLDEN_OVERSIZED:
         if (!x || !kh || !kw) return PCN_ERR_NULL;
-        return pcn_oversized_conv((float *)x->data, (float *)kh->data, (float *)kw->data, y, d[0], d[1], d[2], d[3],
-                                  d[4], d[5], (pcn_layout)g->layout, &o, e);
+        return pcn_oversized((float *)x->data, (float *)kh->data, (float *)kw->data, y, shape, d[4], d[5],
+                             (pcn_layout)g->layout, &o, e);
     case PCN_GOLDEN_PARC:
         if (!x || !kh || !kw || !k7) return PCN_ERR_NULL;
-        return pcn_parc_spatial((float *)x->data, (float *)kh->data, (float *)kw->data, (float *)k7->data, y, d[0],
-                                d[1], d[2], d[3], d[4], d[5], (pcn_layout)g->layout, &o, e);
+        return pcn_parc((float *)x->data, (float *)kh->data, (float *)kw->data, (float *)k7->data, y, shape, d[4], d[5],
+                        (pcn_layout)g->layout, &o, e);
     case PCN_GOLDEN_REPARAM:
         if (!kh || !kw || !k7) return PCN_ERR_NULL;
         return pcn_reparameterize((float *)kh->data, (float *)kw->data, (float *)k7->data, y, d[1], d[4], d[5], e);
@@ -175,19 +185,249 @@ static pcn_status run(gcase *g, pcn_isa isa, int threads, float *y, pcn_error *e
     }
 }
 
+/* ------------------------------------------------------------------ whole-model cases (.pcnm) */
+
+/* The bytes of a file (at most `limit`), NUL-terminated; NULL on error. */
+static unsigned char *slurp(const char *path, size_t limit, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    size_t n = 0, cap = 0;
+    if (!f) return NULL;
+    for (;;) {
+        size_t got;
+        if (n == cap) {
+            unsigned char *nb;
+            cap = cap ? 2 * cap : 65536;
+            if (cap > limit + 1) cap = limit + 1;
+            if (n == cap || !(nb = (unsigned char *)realloc(buf, cap + 1))) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+    if (n > limit) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *size = n;
+    return buf;
+}
+
+typedef struct mcase {
+    char weights[512], input[512], expected[512];
+    size_t shape[4], classes;
+    pcn_oversized_mode mode;
+    size_t size;
+    double tol;
+} mcase;
+
+/* Parses a manifest; NULL on success, else what is wrong. Paths are made relative to its folder. */
+static const char *load_manifest(const char *path, mcase *m) {
+    size_t n, dirlen = 0;
+    unsigned char *text = slurp(path, 1 << 16, &n);
+    char *line, *save = NULL;
+    int have = 0;
+    const char *slash = strrchr(path, '/');
+    if (!text) return "cannot read";
+    memset(m, 0, sizeof *m);
+    if (slash) dirlen = (size_t)(slash - path) + 1;
+    for (line = (char *)text; line && *line; line = save) { /* one line at a time */
+        save = strchr(line, '\n');
+        if (save) *save++ = '\0';
+        char key[32], val[400];
+        if (line[0] == '#' || sscanf(line, "%31s %399[^\n]", key, val) != 2) continue;
+        if (strcmp(key, "pcnm") == 0) {
+            if (strcmp(val, "1") != 0) {
+                free(text);
+                return "unsupported manifest version";
+            }
+            have |= 1;
+        } else if (strcmp(key, "weights") == 0 || strcmp(key, "input") == 0 || strcmp(key, "expected") == 0) {
+            char *dst = key[0] == 'w' ? m->weights : key[0] == 'i' ? m->input : m->expected;
+            snprintf(dst, 512, "%.*s%s", (int)dirlen, path, val);
+            have |= key[0] == 'w' ? 2 : key[0] == 'i' ? 4 : 8;
+        } else if (strcmp(key, "shape") == 0) {
+            if (sscanf(val, "%zu %zu %zu %zu", &m->shape[0], &m->shape[1], &m->shape[2], &m->shape[3]) == 4) have |= 16;
+        } else if (strcmp(key, "oversized") == 0) {
+            if (strcmp(val, "fixed") == 0)
+                m->mode = PCN_OVERSIZED_FIXED;
+            else if (strcmp(val, "interpolate") == 0)
+                m->mode = PCN_OVERSIZED_INTERPOLATE;
+            else if (sscanf(val, "size %zu", &m->size) == 1)
+                m->mode = PCN_OVERSIZED_SIZE;
+            else {
+                free(text);
+                return "bad oversized mode";
+            }
+            have |= 32;
+        } else if (strcmp(key, "classes") == 0) {
+            if (sscanf(val, "%zu", &m->classes) == 1) have |= 64;
+        } else if (strcmp(key, "relative_tolerance") == 0) {
+            if (sscanf(val, "%lf", &m->tol) == 1 && m->tol > 0) have |= 128;
+        }
+    }
+    free(text);
+    return have == 255 ? NULL
+                       : "manifest lacks a field (pcnm, weights, input, shape, oversized, expected, classes, "
+                         "relative_tolerance)";
+}
+
+/* Little-endian floats of `size` bytes each from raw into doubles. */
+static void from_le(const unsigned char *raw, size_t count, size_t size, double *out) {
+    size_t i, b;
+    for (i = 0; i < count; i++) {
+        unsigned char v[8];
+        const uint32_t probe = 1;
+        const int little = *(const unsigned char *)&probe == 1;
+        for (b = 0; b < size; b++) v[b] = raw[i * size + (little ? b : size - 1 - b)];
+        if (size == 4) {
+            float f;
+            memcpy(&f, v, 4);
+            out[i] = f;
+        } else {
+            memcpy(&out[i], v, 8);
+        }
+    }
+}
+
+/* Runs one model case on every ISA: 0 pass, 1 fail, 2 file error. *runs counts the ISAs run. */
+static int model_case(const char *path, int *runs) {
+    mcase m;
+    const char *msg = load_manifest(path, &m);
+    size_t nin, nout, size, i, k;
+    unsigned char *raw;
+    double *xin, *want;
+    float *x, *y[3];
+    int ii, rc = 0;
+    if (msg) {
+        fprintf(stderr, "ERROR %s: %s\n", path, msg);
+        return 2;
+    }
+    nin = m.shape[0] * m.shape[1] * m.shape[2] * m.shape[3];
+    nout = m.shape[0] * m.classes;
+    xin = (double *)malloc(sizeof(double) * (nin + nout));
+    x = (float *)malloc(sizeof(float) * nin);
+    want = xin + nin;
+    if (!xin || !x) return 2;
+    raw = slurp(m.input, (size_t)1 << 32, &size);
+    if (!raw || size != 4 * nin) {
+        fprintf(stderr, "ERROR %s: input %s is not %zu float32 values\n", path, m.input, nin);
+        free(raw);
+        free(xin);
+        free(x);
+        return 2;
+    }
+    from_le(raw, nin, 4, xin);
+    free(raw);
+    for (i = 0; i < nin; i++) x[i] = (float)xin[i];
+    raw = slurp(m.expected, (size_t)1 << 32, &size);
+    if (!raw || size != 8 * nout) {
+        fprintf(stderr, "ERROR %s: expected %s is not %zu float64 values\n", path, m.expected, nout);
+        free(raw);
+        free(xin);
+        free(x);
+        return 2;
+    }
+    from_le(raw, nout, 8, want);
+    free(raw);
+    for (k = 0; k < 3; k++) y[k] = (float *)malloc(sizeof(float) * nout);
+    for (ii = 0; ii < (int)(sizeof isas / sizeof isas[0]); ii++) {
+        pcn_model_options mo = pcn_model_options_default();
+        pcn_plan_options po = pcn_plan_options_default();
+        pcn_model *model = NULL;
+        pcn_plan *plan = NULL;
+        pcn_error e;
+        pcn_shape4 in;
+        double scale = 0, worst = 0;
+        size_t wi = 0;
+        int t, ok = 1;
+        if (!pcn_isa_available(isas[ii])) continue;
+        mo.isa = isas[ii];
+        mo.oversized = m.mode;
+        mo.oversized_size = m.size;
+        po.max_threads = 3;
+        in.n = m.shape[0];
+        in.c = m.shape[1];
+        in.h = m.shape[2];
+        in.w = m.shape[3];
+        if (pcn_model_load_file(&model, m.weights, &mo, &e) != PCN_OK ||
+            pcn_plan_create(&plan, model, in, &po, &e) != PCN_OK) {
+            printf("FAIL %s [%s]: %s\n", path, pcn_isa_name(isas[ii]), e.message);
+            pcn_model_free(model);
+            rc = 1;
+            continue;
+        }
+        for (t = 1; t <= 3 && ok; t++) {
+            if (pcn_plan_run(plan, x, nin, y[t - 1], nout, t, &e) != PCN_OK) {
+                printf("FAIL %s [%s, %d threads]: %s\n", path, pcn_isa_name(isas[ii]), t, e.message);
+                ok = 0;
+            } else if (t > 1 && memcmp(y[0], y[t - 1], nout * sizeof(float)) != 0) {
+                printf("FAIL %s [%s]: 1 and %d threads differ\n", path, pcn_isa_name(isas[ii]), t);
+                ok = 0;
+            }
+        }
+        if (ok) {
+            for (i = 0; i < nout; i++)
+                if (fabs(want[i]) > scale) scale = fabs(want[i]);
+            for (i = 0; i < nout; i++) {
+                const double d = fabs((double)y[0][i] - want[i]);
+                if (!(d <= worst)) {
+                    worst = d;
+                    wi = i;
+                }
+            }
+            if (!(worst <= m.tol * scale)) {
+                printf("FAIL %s [%s]: logit %zu: got %.9g expected %.9g, |error| %.3g > %.3g x max|logit| %.3g\n", path,
+                       pcn_isa_name(isas[ii]), wi, (double)y[0][wi], want[wi], worst, m.tol, scale);
+                ok = 0;
+            } else {
+                printf("pass %s [%s] max|error| / max|logit| = %.3g (tolerance %.3g), threads 1-3 bit-identical\n",
+                       path, pcn_isa_name(isas[ii]), worst / scale, m.tol);
+            }
+        }
+        if (!ok) rc = 1;
+        (*runs)++;
+        pcn_plan_free(plan);
+        pcn_model_free(model);
+    }
+    for (k = 0; k < 3; k++) free(y[k]);
+    free(xin);
+    free(x);
+    return rc;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    const size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
 int main(int argc, char **argv) {
     int i, failures = 0, cases = 0;
     if (argc < 2) {
-        fprintf(stderr, "usage: %s FILE.pcng...\n", argv[0]);
+        fprintf(stderr, "usage: %s FILE.pcng|FILE.pcnm...\n", argv[0]);
         return 2;
     }
     printf("%s\n", pcn_build_info());
     for (i = 1; i < argc; i++) {
         gcase g;
-        const char *msg = load(argv[i], &g);
+        const char *msg = ends_with(argv[i], ".pcnm") ? NULL : load(argv[i], &g);
         garray *ex, *mag;
         float *y1 = NULL, *y2 = NULL;
         size_t ii, e;
+        if (ends_with(argv[i], ".pcnm")) {
+            int runs = 0, rc = model_case(argv[i], &runs);
+            if (rc == 2) return 2;
+            failures += rc;
+            cases += runs;
+            continue;
+        }
         if (msg) {
             fprintf(stderr, "ERROR %s: %s\n", argv[i], msg);
             return 2;

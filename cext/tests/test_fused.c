@@ -14,6 +14,7 @@
 #include <string.h>
 #include "pcn_fused.h"
 
+#define CHECK_SEED 0x2545F4914F6CDD1Dull
 #include "check.h"
 
 #define U    (1.0 / 16777216.0) /* unit roundoff of float32 */
@@ -24,27 +25,6 @@ static const pcn_isa all_isas[NISA] = {PCN_ISA_SCALAR, PCN_ISA_AVX2, PCN_ISA_AVX
  * separately (-ffp-contract=off) and is a little less accurate. */
 #define ERF_ULPS_FMA    1.1
 #define ERF_ULPS_SCALAR 1.5
-
-static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-static float frand(void) { /* uniform in [-1, 1) */
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-static float *rand_buf(size_t n, float scale) {
-    float *p = (float *)malloc(n * sizeof(float) + 1);
-    size_t i;
-    for (i = 0; i < n; i++) p[i] = scale * frand();
-    return p;
-}
-
-static pcn_options opts(pcn_isa isa, int threads) {
-    pcn_options o = pcn_options_default();
-    o.isa = isa;
-    o.threads = threads;
-    return o;
-}
 
 static double ulp_of(double r) { /* spacing of float32 at |r| */
     float a = (float)fabs(r);
@@ -349,23 +329,6 @@ static void test_im2col(size_t N, size_t C, size_t H, size_t W, size_t K, size_t
 }
 
 /* ---------------------------------------------------------- GEMM driver */
-
-/* A naive Fortran-77 sgemm (column-major), float accumulation in ascending k like a BLAS kernel. */
-static void naive_sgemm(const char *ta, const char *tb, const int *m, const int *n, const int *k, const float *alpha,
-                        const float *a, const int *lda, const float *b, const int *ldb, const float *beta, float *c,
-                        const int *ldc) {
-    int i, j, l;
-    for (j = 0; j < *n; j++)
-        for (i = 0; i < *m; i++) {
-            float s = 0.0f;
-            for (l = 0; l < *k; l++) {
-                const float av = *ta == 'N' ? a[i + l * *lda] : a[l + i * *lda];
-                const float bv = *tb == 'N' ? b[l + j * *ldb] : b[j + l * *ldb];
-                s += av * bv;
-            }
-            c[i + j * *ldc] = *alpha * s + (*beta != 0.0f ? *beta * c[i + j * *ldc] : 0.0f);
-        }
-}
 
 static void test_gemm(size_t M, size_t N, size_t K, int bt) {
     const size_t lda = K + 1, ldb = (bt ? K : N) + 2, ldc = N + 3;

@@ -15,20 +15,6 @@
 
 #include "check.h"
 
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-static float *rand_buf(size_t n) {
-    float *p = (float *)malloc(n * sizeof(float) + 1);
-    size_t i;
-    for (i = 0; i < n; i++) p[i] = frand();
-    return p;
-}
-
 /* ---------------------------------------------------------- naive double reference (NCHW) */
 
 static void ref_dense(const float *x, const float *w, const float *b, double *y, double *mag, int N, int C, int H,
@@ -141,7 +127,7 @@ static const pcn_isa all_isas[] = {PCN_ISA_SCALAR, PCN_ISA_AVX2, PCN_ISA_AVX512,
 static void test_dense(int N, int C, int H, int W, int KH, int KW, int PH, int PW, int with_bias) {
     int OH = H + 2 * PH - KH + 1, OW = W + 2 * PW - KW + 1, layout, ii, t;
     size_t nx = (size_t)N * C * H * W, ny = (size_t)N * C * OH * OW;
-    float *x = rand_buf(nx), *w = rand_buf((size_t)C * KH * KW), *b = with_bias ? rand_buf(C) : NULL;
+    float *x = rand_buf(nx, 1.0f), *w = rand_buf((size_t)C * KH * KW, 1.0f), *b = with_bias ? rand_buf(C, 1.0f) : NULL;
     float *xl = (float *)malloc(nx * sizeof(float));
     float *y1 = (float *)malloc((ny + 16) * sizeof(float)), *y2 = (float *)malloc((ny + 16) * sizeof(float));
     double *ref = (double *)malloc(ny * sizeof(double)), *mag = (double *)malloc(ny * sizeof(double));
@@ -191,8 +177,8 @@ static void test_dense(int N, int C, int H, int W, int KH, int KW, int PH, int P
 static void test_sep(int N, int C, int H, int W, int KV, int KW, int parc) {
     int OH = H + 2 * (KV / 2) - KV + 1, OW = W + 2 * (KW / 2) - KW + 1, layout, ii, t, path;
     size_t nx = (size_t)N * C * H * W, ny = (size_t)N * C * OH * OW;
-    float *x = rand_buf(nx), *kh = rand_buf((size_t)C * KV), *kw = rand_buf((size_t)C * KW);
-    float *k7 = parc ? rand_buf((size_t)C * 49) : NULL;
+    float *x = rand_buf(nx, 1.0f), *kh = rand_buf((size_t)C * KV, 1.0f), *kw = rand_buf((size_t)C * KW, 1.0f);
+    float *k7 = parc ? rand_buf((size_t)C * 49, 1.0f) : NULL;
     float *xl = (float *)malloc(nx * sizeof(float));
     float *y1 = (float *)malloc((ny + 16) * sizeof(float)), *y2 = (float *)malloc((ny + 16) * sizeof(float));
     double *ref = (double *)malloc(ny * sizeof(double)), *mag = (double *)malloc(ny * sizeof(double));
@@ -248,7 +234,7 @@ static void test_reparam(void) {
     int s;
     for (s = 0; s < 4; s++) {
         int KV = sizes[s][0], KW = sizes[s][1], RH = KV > 7 ? KV : 7, RW = KW > 7 ? KW : 7, c, a, b;
-        float *kh = rand_buf((size_t)C * KV), *kw = rand_buf((size_t)C * KW), *k7 = rand_buf(C * 49);
+        float *kh = rand_buf((size_t)C * KV, 1.0f), *kw = rand_buf((size_t)C * KW, 1.0f), *k7 = rand_buf(C * 49, 1.0f);
         float *out = (float *)malloc(sizeof(float) * (size_t)C * RH * RW);
         pcn_error e;
         CHECK(pcn_reparameterize(kh, kw, k7, out, C, KV, KW, &e) == PCN_OK, "reparameterize: %s", e.message);
@@ -332,7 +318,8 @@ static void test_errors(void) {
     {
         size_t need = pcn_parc_spatial_workspace_size(2, 5, 9, 9, 17, 17, PCN_NHWC, NULL, &e);
         unsigned char *ws = (unsigned char *)malloc(need);
-        float *x = rand_buf(2 * 5 * 81), *kh = rand_buf(5 * 17), *kw = rand_buf(5 * 17), *k7 = rand_buf(5 * 49);
+        float *x = rand_buf(2 * 5 * 81, 1.0f), *kh = rand_buf(5 * 17, 1.0f), *kw = rand_buf(5 * 17, 1.0f),
+              *k7 = rand_buf(5 * 49, 1.0f);
         float y1[2 * 5 * 81], y2[2 * 5 * 81];
         CHECK(need > 0, "workspace query: %s", e.message);
         o = pcn_options_default();
