@@ -229,7 +229,7 @@ def _c_preprocess(data: bytes) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("w,h", [(256, 256), (300, 200), (200, 301), (224, 224), (1000, 17), (3, 5000), (1, 1)])
+@pytest.mark.parametrize("w,h", [(256, 256), (300, 200), (200, 301), (224, 224), (1000, 17), (5, 1000), (1, 1)])
 def test_ppm_preprocessing_equals_pillow(tmp_path, w, h):
     """The C preprocessing is bit-identical to the engine's (Pillow bicubic, NumPy float32)."""
     pil = pytest.importorskip("PIL.Image")

@@ -261,10 +261,10 @@ static void PCN_FN(gemm_unit)(const pcn_gemm_job *j, size_t unit, float *scratch
             PCN_FN(gemm_tile_panels)(j, t, scratch, p0, p1);
         }
     } else {
-        for (t = t0; t < t1; t++)
-            PCN_FN(gemm_pack_a)
-            (j, t * j->tile_base + pmin(t, j->tile_rem), j->tile_base + (t < j->tile_rem),
-             scratch + (t - t0) * astride);
+        for (t = t0; t < t1; t++) {
+            const ptrdiff_t first = t * j->tile_base + pmin(t, j->tile_rem);
+            PCN_FN(gemm_pack_a)(j, first, j->tile_base + (t < j->tile_rem), scratch + (t - t0) * astride);
+        }
         for (p = p0; p < p1; p++)
             for (t = t0; t < t1; t++) PCN_FN(gemm_tile_panels)(j, t, scratch + (t - t0) * astride, p, p + 1);
     }
