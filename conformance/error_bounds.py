@@ -111,17 +111,27 @@ class BoundedArithmetic:
     # sigma^2 = (W^2)(sigma_x^2) + u'^2 (n + 1) M^2, n the products of one output that can overlap
     # the input plus one for a bias; M^2 = (W^2)(x^2) + b^2 ("drawn") or (|W||x| + |b|)^2 ("any").
 
-    def _magnitude2(self, op: Callable[..., np.ndarray], x: np.ndarray, w: np.ndarray, b, **kw) -> np.ndarray:
+    def _magnitude2(self, op: Callable[..., np.ndarray], x: np.ndarray, w: np.ndarray, b, value) -> np.ndarray:
+        """M^2 of clause 11.5 for every output ``value`` of ``op``.
+
+        "drawn": max((W^2)(x^2) + b^2, y^2). The partial sums of a sum of random-sign terms that ends
+        at y behave like a bridge, E[s_k^2 | y] = (k/n)^2 y^2 + (k/n)(1 - k/n) M^2, so the end point
+        bounds them too; conditioning on it removes the heavy tail of unusually large outputs.
+        "any": (|W||x| + |b|)^2, which is at least y^2 already."""
         if self.regime == "drawn":
-            return op(x * x, w * w, None if b is None else b * b, **kw)
-        return op(np.abs(x), np.abs(w), None if b is None else np.abs(b), **kw) ** 2
+            return np.maximum(op(x * x, w * w, None if b is None else b * b), value * value)
+        return op(np.abs(x), np.abs(w), None if b is None else np.abs(b)) ** 2
 
     def _linear(self, op: Callable[..., np.ndarray], x: Bounded, weight, bias, n: int, **kw) -> Bounded:
         w, b = _f64(weight), _f64(bias)
-        value = op(x.value, w, b, **kw)
-        variance = self.u**2 * (n + 1) * self._magnitude2(op, x.value, w, b, **kw)
+
+        def apply(a: np.ndarray, weights: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+            return op(a, weights, offset, **kw)
+
+        value = apply(x.value, w, b)
+        variance = self.u**2 * (n + 1) * self._magnitude2(apply, x.value, w, b, value)
         if x.sigma.any():
-            variance = variance + op(x.sigma * x.sigma, w * w, None, **kw)
+            variance = variance + apply(x.sigma * x.sigma, w * w, None)
         return Bounded(value, np.sqrt(variance))
 
     def conv2d(self, x: Bounded, weight, bias=None, stride=1, padding=0) -> Bounded:
@@ -179,8 +189,11 @@ class BoundedArithmetic:
 
     # ---- oversized convolution and the spatial part (clause 11.6) -------------------------------
 
-    def _spatial(self, x: Bounded, kh: Bounded, kw: Bounded, k7, local_padding: int, n: int) -> np.ndarray:
-        """sigma of OC (+ DW7 when ``k7`` is given) with the instance kernels kh (C, Kh), kw (C, Kw)."""
+    def _spatial(
+        self, x: Bounded, kh: Bounded, kw: Bounded, k7, local_padding: int, n: int, value: np.ndarray
+    ) -> np.ndarray:
+        """sigma of OC (+ DW7 when ``k7`` is given) with the instance kernels kh (C, Kh), kw (C, Kw)
+        and output ``value`` (the end point of clause 11.5's "drawn" magnitude)."""
         akh, akw, ax = np.abs(kh.value), np.abs(kw.value), np.abs(x.value)
         pad = (local_padding, local_padding)
         k7 = _f64(k7)
@@ -190,7 +203,7 @@ class BoundedArithmetic:
             return out if k7 is None else out + R.depthwise_conv2d(a, k7**2, padding=pad)
 
         if self.regime == "drawn":
-            magnitude2 = squared(ax * ax)
+            magnitude2 = np.maximum(squared(ax * ax), value * value)
         else:
             m = _oc_fixed(ax, akh, akw)
             magnitude2 = (m if k7 is None else m + R.depthwise_conv2d(ax, np.abs(k7), padding=pad)) ** 2
@@ -211,7 +224,7 @@ class BoundedArithmetic:
         kh, kw = self._instance_kernels(k_h, k_w, h, w, interpolate)
         n = (min(kh.shape[-1], h) + 1) * (min(kw.shape[-1], w) + 1)
         value = R.oversized_conv(x.value, k_h, k_w, interpolate)
-        return Bounded(value, self._spatial(x, kh, kw, None, 0, n))
+        return Bounded(value, self._spatial(x, kh, kw, None, 0, n, value))
 
     def parc_spatial(self, params: Params, x: Bounded, *, interpolate, local_padding: int) -> Bounded:
         """OC(x) + DW7(x) (clauses 5, 6, 7.2); x (N, C, H, W).
@@ -228,7 +241,7 @@ class BoundedArithmetic:
         )
         n = (min(max(kh.shape[-1], local), h) + 2) * (min(max(kw.shape[-1], local), w) + 2)
         value = R.parc_spatial(params, x.value, interpolate=interpolate, local_padding=local_padding)
-        return Bounded(value, self._spatial(x, kh, kw, k7, local_padding, n))
+        return Bounded(value, self._spatial(x, kh, kw, k7, local_padding, n, value))
 
     def parc_spatial_reparameterized(self, params: Params, x: Bounded, *, interpolate, local_padding: int) -> Bounded:
         """Clause 7.2: the same values and bound as ``parc_spatial`` (exact arithmetic agrees)."""
