@@ -51,6 +51,7 @@ class Checker:
         self.bounded = harness.bounded
         self.worst_ratio = 0.0
         self.worst_where = ""
+        self.power = 0.0
         self.examples = 0
         self.not_provided: Counter[str] = Counter()
         self.clauses: list[str] = []
@@ -87,6 +88,9 @@ class Checker:
         label = f"{what} (clause {clause})"
         bound = self.bounded.bound(expected)
         result = compare(np.asarray(actual), expected.value, bound, op=label, dtype=self.dtype)
+        rms = float(np.sqrt(np.mean(np.square(expected.value)))) if expected.value.size else 0.0
+        if rms > 0:  # clause 11.10: the bound relative to the values it bounds, the largest seen
+            self.power = max(self.power, float(np.max(bound)) / rms)
         if result.worst_index is not None and result.worst_ratio >= self.worst_ratio:
             self.worst_ratio, self.worst_where = result.worst_ratio, what
         if not result.ok:
@@ -184,6 +188,8 @@ class Checker:
             out["worst_at"] = self.worst_where
         if self.not_provided:
             out["not_provided"] = dict(self.not_provided)
+        if self.power:
+            out["power"] = self.power
         out.update(self.notes)
         out["repro"] = self.repro()
         return out
