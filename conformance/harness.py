@@ -23,6 +23,7 @@ import numpy as np
 
 from parcnetv2.conformance.cases import rounded
 from parcnetv2.conformance.error_bounds import Bounded, BoundedReference, exact
+from parcnetv2.conformance.observation import Observation, observe
 from parcnetv2.conformance.protocol import Unsupported, backend_dtype
 from parcnetv2.reference.architecture import Component, Config, components
 from parcnetv2.reference.initialization import conditioned_state_dict
@@ -105,6 +106,13 @@ class ModelRun:
     bounded: BoundedReference
     model: Any = None
     model_error: BaseException | None = None
+    _observation: Observation | None = None
+
+    def observation(self) -> Observation:
+        """The backend model's run on the image (its logits and module trace), computed once."""
+        if self._observation is None:
+            self._observation = observe(self.model, self.image)
+        return self._observation
 
     def entry(self, name: str) -> tuple[Bounded, Bounded]:
         for entry_name, inputs, output in self.trace:

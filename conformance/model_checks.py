@@ -31,7 +31,7 @@ from parcnetv2.conformance.checking import Checker
 from parcnetv2.conformance.coverage import coverage
 from parcnetv2.conformance.error_bounds import Bounded, exact
 from parcnetv2.conformance.harness import ModelRun
-from parcnetv2.conformance.observation import Observation, map_layout, observe
+from parcnetv2.conformance.observation import Observation, map_layout
 from parcnetv2.conformance.protocol import Unsupported
 from parcnetv2.reference.components import subtree
 from parcnetv2.reference.registry import KINDS
@@ -166,7 +166,7 @@ def check_model(check: Checker, run: ModelRun, *, case: Any = None, require_powe
             check.not_provided[str(run.model_error)] += 1
             return
         raise AssertionError(check.describe(f"backend model for {run.target.label} failed: {run.model_error}", case))
-    observation = check.call(observe, run.model, run.image)
+    observation = check.call(run.observation)
     label = run.target.label
     problems: list[str] = []
     if observation.traced:

@@ -21,7 +21,7 @@ import numpy as np
 from parcnetv2.conformance.protocol import Unsupported
 from parcnetv2.reference.architecture import Config, components
 
-__all__ = ["Observation", "Run", "map_layout", "module_names", "observe"]
+__all__ = ["Observation", "Run", "layout_axes", "map_layout", "module_names", "observe"]
 
 
 def module_names(config: Config) -> list[str]:
@@ -69,6 +69,19 @@ def map_layout(array: Any, shape: Sequence[int]) -> np.ndarray | None:
         for axes in ((0, 3, 1, 2), (0, 2, 3, 1)):
             if tuple(array.shape[a] for a in axes) == tuple(shape):
                 return array.transpose(axes)
+    return None
+
+
+def layout_axes(official: Sequence[int], observed: Sequence[int]) -> tuple[int, ...] | None:
+    """The transpose that turns an array of the ``official`` shape into the ``observed`` one (a port
+    may keep a module's input NCHW where the official one is NHWC, or the reverse); None when
+    neither identity nor such a transpose fits."""
+    if tuple(official) == tuple(observed):
+        return tuple(range(len(official)))
+    if len(official) == 4:
+        for axes in ((0, 3, 1, 2), (0, 2, 3, 1)):
+            if tuple(official[a] for a in axes) == tuple(observed):
+                return axes
     return None
 
 

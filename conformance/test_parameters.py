@@ -2,7 +2,7 @@
 
 By default the four official variants (``--variant`` narrows them); with an exported file, the
 weights it was exported from. A backend's names and shapes must be exactly the official ones
-(``state_dict`` order included); the report lists every difference.
+(``state_dict`` order is reported, not required); the report lists every difference.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from parcnetv2.spec import get_variant
 
 
 def _differences(expected: dict, got: dict) -> dict:
-    """Missing and unexpected names, wrong shapes, and the first out-of-order name."""
+    """Missing and unexpected names and wrong shapes: the contract of a port (clause 2.2)."""
     diff: dict = {}
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
@@ -33,11 +33,14 @@ def _differences(expected: dict, got: dict) -> dict:
         diff["unexpected"] = unexpected
     if wrong:
         diff["wrong_shape"] = wrong
-    if not (missing or unexpected):
-        order = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), None)
-        if order is not None:
-            diff["order"] = f"position {order}: official {list(expected)[order]}, backend {list(got)[order]}"
     return diff
+
+
+def _order(expected: dict, got: dict) -> str | None:
+    """Where the backend's state_dict order departs from the official one (reported, never a
+    failure: registration order is not part of the contract, clause 2.2)."""
+    at = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), None)
+    return None if at is None else f"position {at}: official {list(expected)[at]}, backend {list(got)[at]}"
 
 
 def _summary(diff: dict) -> str:
@@ -52,8 +55,6 @@ def _summary(diff: dict) -> str:
             f"{len(diff['wrong_shape'])} wrong shapes, e.g. {first[0]} {first[1]['backend']} (official "
             f"{first[1]['official']})"
         )
-    if "order" in diff:
-        parts.append(f"state_dict order differs at {diff['order']}")
     return "; ".join(parts)
 
 
@@ -64,13 +65,17 @@ def _backend_shapes(check, config) -> dict:
 
 @pytest.mark.spec("2.2")
 def test_parameter_names_and_shapes(conformance_check, param_target):
-    """Clause 2.2: exactly the official parameter names and shapes, in the official order."""
+    """Clause 2.2: exactly the official parameter names and shapes (their order is reported only)."""
     check = conformance_check
     target = check.harness.target(param_target)
 
     def one():
         got = _backend_shapes(check, target.config)
-        diff = _differences(parameter_shapes(target.config), got)
+        official = parameter_shapes(target.config)
+        order = _order(official, got)
+        if order is not None:
+            check.notes["state_dict_order"] = order
+        diff = _differences(official, got)
         if diff:
             check.notes["parameter_differences"] = diff
             raise AssertionError(

@@ -12,10 +12,12 @@ nearest callable ancestor, and the report says so.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from parcnetv2.conformance import cases
 from parcnetv2.conformance.error_bounds import exact
+from parcnetv2.conformance.observation import layout_axes, map_layout
 from parcnetv2.conformance.protocol import Unsupported
 from parcnetv2.reference.components import subtree
 from parcnetv2.reference.registry import KINDS
@@ -59,16 +61,34 @@ def test_module_probe(conformance_check, module_target):
     fixed = bool(getattr(run.model, "fixed_shapes", False))
     params = subtree(run.weights, probed)
     clause = KINDS[part.kind].clause
+    axes = _observed_layout(run, probed, template)
+    if axes != tuple(range(len(template))):
+        check.notes["probed_in_layout"] = list(axes)
 
     def one(case):
         x = case.array(template, part.layout, fixed, check.dtype)
         expected = run.bounded.component(part.kind, params, exact(x), part.settings)
-        actual = check.call(runner, x)
+        actual = check.call(runner, np.ascontiguousarray(x.transpose(axes)))
+        mapped = map_layout(actual, expected.shape)
+        actual = actual if mapped is None else mapped
         check.compare(actual, expected, what=f"{probed} ({part.kind}) of {label}", clause=clause, case=case)
 
     smallest = _smallest_map(params, part.settings)
     explicit = cases.critical_probes(part.kind, smallest)
     check.run(cases.probe_cases(min_size=smallest), one, kind="probes", explicit=explicit)
+
+
+def _observed_layout(run, name: str, template: tuple[int, ...]) -> tuple[int, ...]:
+    """How the backend's model lays out the input of module ``name`` (clause 14.6: a port may keep a
+    module's input NCHW where the official one is NHWC): the transpose from the official layout to
+    the one observed in the model's run on the target's image, else the official layout."""
+    try:
+        seen = run.observation().last(name)
+    except Exception:
+        seen = None
+    if seen is None or seen.input is None:
+        return tuple(range(len(template)))
+    return layout_axes(template, np.shape(seen.input)) or tuple(range(len(template)))
 
 
 def _smallest_map(params, settings) -> int:
