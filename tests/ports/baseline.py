@@ -57,7 +57,9 @@ def command_for(name: str, profile: str, onnx_dir: Path | None, exporter: str) -
     return cmd + ["--conformance-profile", profile]
 
 
-def run_port(name: str, expected: str, profile: str, timeout: float, onnx_dir: Path | None, exporter: str) -> Run:
+def run_port(
+    name: str, expected: str, profile: str, timeout: float, onnx_dir: Path | None, exporter: str, logs: Path | None
+) -> Run:
     cmd = command_for(name, profile, onnx_dir, exporter)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
     shown = " ".join(cmd[1:]).replace(str(ROOT) + "/", "")
@@ -67,6 +69,9 @@ def run_port(name: str, expected: str, profile: str, timeout: float, onnx_dir: P
     except subprocess.TimeoutExpired:
         return Run(name, expected, shown, "timeout", time.perf_counter() - start, f"> {timeout:.0f} s")
     seconds = time.perf_counter() - start
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"{name}.log").write_text(f"$ {shown}\n{proc.stdout}\n{proc.stderr}")
     outcome = {0: "accepted", 1: "rejected"}.get(proc.returncode, f"error (rc {proc.returncode})")
     found = SUMMARY.findall(proc.stdout)
     summary = found[-1] if found else (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines() or [""])[-1]
@@ -99,12 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx", type=Path, help="check exported files from this folder instead of --model factories")
     parser.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     parser.add_argument("--markdown", type=Path, help="append the table to this file")
+    parser.add_argument("--logs", type=Path, help="keep each run's pytest output in this folder")
     args = parser.parse_args(argv)
     catalog = {e.name: e for e in load_catalog()}
     names = args.names or list(catalog)
     runs = []
     for name in names:
-        run = run_port(name, catalog[name].verdict, args.profile, args.timeout, args.onnx, args.exporter)
+        run = run_port(name, catalog[name].verdict, args.profile, args.timeout, args.onnx, args.exporter, args.logs)
         runs.append(run)
         mark = "right" if run.right else "WRONG"
         print(f"{mark} {name:28} {run.expected:6} -> {run.outcome:12} {run.seconds:6.0f}s  {run.summary}", flush=True)
