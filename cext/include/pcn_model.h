@@ -69,7 +69,8 @@ typedef struct pcn_model_options {
 
 /* Options of a plan (zero-initialise or use pcn_plan_options_default). */
 typedef struct pcn_plan_options {
-    int max_threads; /* most threads a run may use (sizes the per-thread scratch); <= 0 = OpenMP default */
+    int max_threads; /* most threads a run may use (sizes the per-thread scratch); <= 0 = OpenMP default;
+                        at most PCN_MAX_THREADS */
     pcn_path path;   /* spatial path of every block: AUTO = the cost model per stage (clause 12.5) */
 } pcn_plan_options;
 
@@ -126,6 +127,19 @@ pcn_status pcn_model_load_memory(pcn_model **PCN_RESTRICT out, const void *PCN_R
  * holds as float32); same checks and errors as pcn_model_load_file (duplicate names included). */
 pcn_status pcn_model_from_tensors(pcn_model **PCN_RESTRICT out, const pcn_tensor *PCN_RESTRICT tensors, size_t count,
                                   const pcn_model_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+
+/* Supplies the data of tensors[index] of pcn_model_from_reader: `bytes` = prod(shape) * the element
+ * size of its dtype, written to `data` in the machine's byte order. Returns 0 on success; any
+ * other value aborts the model's creation (PCN_ERR_FILE). */
+typedef int (*pcn_tensor_reader)(void *context, size_t index, void *data, size_t bytes);
+
+/* Like pcn_model_from_tensors, but the data come from `read`, called once per tensor, one at a
+ * time, after every name and shape has been checked (the `data` fields are ignored). A caller
+ * that holds the weights in another form can release each tensor once it has been read, so the
+ * weights are held about once during the creation instead of twice. */
+pcn_status pcn_model_from_reader(pcn_model **PCN_RESTRICT out, const pcn_tensor *PCN_RESTRICT tensors, size_t count,
+                                 pcn_tensor_reader read, void *context, const pcn_model_options *PCN_RESTRICT opt,
+                                 pcn_error *PCN_RESTRICT err);
 
 /* Free a model (NULL is accepted). Every plan made from it must be freed first. */
 void pcn_model_free(pcn_model *model);

@@ -435,9 +435,13 @@ static pcn_status plan_layout(const pcn_model *m, pcn_shape4 in, const pcn_plan_
                                 "%s: stage %zu needs oversized kernels of %zux%zu taps on its %zux%zu map; the C "
                                 "library takes at most %d (the oversized mode needs a smaller input)",
                                 op, i, L->KV[i], L->KW[i], h, w, PCN_MAX_KERNEL);
-            L->path[i] = o->path != PCN_PATH_AUTO ? o->path
-                                                  : pcn_parc_choose_path(in.n, m->info.dims[i], h, w, L->KV[i],
-                                                                         L->KW[i], PCN_NHWC, NULL, NULL);
+            if (o->path != PCN_PATH_AUTO) {
+                L->path[i] = o->path;
+            } else {
+                pcn_shape4 sh;
+                sh.n = in.n, sh.c = m->info.dims[i], sh.h = h, sh.w = w;
+                L->path[i] = pcn_parc_path(sh, L->KV[i], L->KW[i], NULL, NULL);
+            }
         }
     }
     return PCN_OK;
@@ -466,6 +470,9 @@ pcn_status pcn_plan_create(pcn_plan **PCN_RESTRICT out, const pcn_model *PCN_RES
     if (!model) return pcn_fail(err, PCN_ERR_NULL, "%s: model is NULL", op);
     if ((int)o.path < PCN_PATH_AUTO || (int)o.path > PCN_PATH_DENSE)
         return pcn_fail(err, PCN_ERR_ARG, "%s: options.path = %d is not a pcn_path value", op, (int)o.path);
+    if (o.max_threads > PCN_MAX_THREADS)
+        return pcn_fail(err, PCN_ERR_ARG, "%s: options.max_threads = %d is more than PCN_MAX_THREADS = %d", op,
+                        o.max_threads, PCN_MAX_THREADS);
     if ((st = plan_layout(model, input, &o, &L, err)) != PCN_OK) return st;
     {
         pcn_options to = pcn_options_default();

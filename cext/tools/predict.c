@@ -25,7 +25,9 @@
 #include "pcn_image.h"
 #include "pcn_model.h"
 
-#define MAX_FILE_BYTES ((size_t)1 << 34) /* 16 GiB: an input file larger than this is refused */
+#define PCN_PREDICT_STR2(x) #x
+#define PCN_PREDICT_STR(x)  PCN_PREDICT_STR2(x)
+#define MAX_FILE_BYTES      ((size_t)1 << 34) /* 16 GiB: an input file larger than this is refused */
 
 static const char *USAGE =
     "usage: pcn_predict [--shape N,3,H,W] [--threads T] [--top K] [--isa NAME] [--interpolate fixed|true|S]\n"
@@ -141,8 +143,8 @@ int main(int argc, char **argv) {
                 return fail("--shape %s is not N,3,H,W%s", v, "");
             have_shape = 1;
         } else if (strcmp(a, "--threads") == 0) {
-            if (!parse_size(v, &t) || t < 1 || t > 4096)
-                return fail("--threads %s is not an integer in 1..4096%s", v, "");
+            if (!parse_size(v, &t) || t < 1 || t > PCN_MAX_THREADS)
+                return fail("--threads %s is not an integer in 1..%s", v, PCN_PREDICT_STR(PCN_MAX_THREADS));
             threads = (int)t;
         } else if (strcmp(a, "--top") == 0) {
             if (!parse_size(v, &top) || top < 1) return fail("--top %s is not a positive integer%s", v, "");
