@@ -184,6 +184,10 @@ pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RE
                               const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C, size_t KV, size_t KW,
                               pcn_error *PCN_RESTRICT err);
 
+/* Shape of pcn_reparameterize's output, (C, 1, RH, RW), after the same checks. */
+pcn_status pcn_reparameterize_shape(size_t C, size_t KV, size_t KW, pcn_shape4 *PCN_RESTRICT out,
+                                    pcn_error *PCN_RESTRICT err);
+
 /*
  * Cost model of pcn_parc (spec clause 12.5): returns PCN_PATH_SEPARABLE or PCN_PATH_DENSE for
  * these sizes, or PCN_PATH_AUTO (0) when the sizes are invalid. The two cost estimates (in

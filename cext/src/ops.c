@@ -460,19 +460,37 @@ static void reparam(const float *k_h, const float *k_w, const float *k7, float *
                             out + c * RH * RW, RW, 1);
 }
 
-pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C, size_t KV, size_t KW,
-                              pcn_error *PCN_RESTRICT err) {
-    const char *op = "pcn_reparameterize";
+static pcn_status check_reparameterize(size_t C, size_t KV, size_t KW, const char *op, pcn_error *err) {
     pcn_status st;
     size_t n;
-    if (!k_h || !k_w || !k7 || !out)
-        return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "out");
     if (C == 0) return pcn_fail(err, PCN_ERR_SHAPE, "%s: C must be >= 1", op);
     if ((st = check_kernel(KV, "KV (length of k_h)", op, 1, err)) != PCN_OK) return st;
     if ((st = check_kernel(KW, "KW (length of k_w)", op, 1, err)) != PCN_OK) return st;
     if (pcn_mul3_ovf(C, KV > 7 ? KV : 7, KW > 7 ? KW : 7, &n) || n > PCN_MAX_ELEMS)
         return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: C=%zu is too large", op, C);
+    return PCN_OK;
+}
+
+pcn_status pcn_reparameterize_shape(size_t C, size_t KV, size_t KW, pcn_shape4 *PCN_RESTRICT out,
+                                    pcn_error *PCN_RESTRICT err) {
+    pcn_status st;
+    if (!out) return pcn_fail(err, PCN_ERR_NULL, "pcn_reparameterize_shape: out is NULL");
+    if ((st = check_reparameterize(C, KV, KW, "pcn_reparameterize", err)) != PCN_OK) return st;
+    out->n = C;
+    out->c = 1;
+    out->h = KV > 7 ? KV : 7;
+    out->w = KW > 7 ? KW : 7;
+    return pcn_ok(err);
+}
+
+pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C, size_t KV, size_t KW,
+                              pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_reparameterize";
+    pcn_status st;
+    if (!k_h || !k_w || !k7 || !out)
+        return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "out");
+    if ((st = check_reparameterize(C, KV, KW, op, err)) != PCN_OK) return st;
     reparam(k_h, k_w, k7, out, C, KV, KW);
     return pcn_ok(err);
 }

@@ -316,6 +316,13 @@ static void test_errors(void) {
           "even K parc: %s", e.message);
     CHECK(pcn_reparameterize(buf, buf, buf, buf + 100, 1, 7, 6, &e) == PCN_ERR_SHAPE, "even K reparam: %s", e.message);
     CHECK(pcn_reparameterize(buf, buf, NULL, buf + 100, 1, 7, 7, &e) == PCN_ERR_NULL, "null k7: %s", e.message);
+    {
+        pcn_shape4 r;
+        CHECK(pcn_reparameterize_shape(3, 5, 9, &r, &e) == PCN_OK && r.n == 3 && r.c == 1 && r.h == 7 && r.w == 9,
+              "reparameterize shape: %s", e.message);
+        CHECK(pcn_reparameterize_shape(3, 257, 9, &r, &e) == PCN_ERR_SHAPE, "reparameterize shape K 257");
+        CHECK(pcn_reparameterize_shape(0, 5, 9, &r, &e) == PCN_ERR_SHAPE, "reparameterize shape C 0");
+    }
     CHECK(pcn_oversized(buf, buf, buf, buf + 100, s4(1, 1, 4, 4), 0, 3, PCN_NHWC, NULL, &e) == PCN_ERR_SHAPE, "K=0: %s",
           e.message);
     CHECK(pcn_oversized(buf, buf, buf, buf + 100, s4(1, 1, 4, 4), 3, 3, PCN_NHWC, NULL, NULL) == PCN_OK,
