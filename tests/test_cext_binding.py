@@ -41,7 +41,7 @@ ERRORS = [
     (lambda d: cext.dwconv2d(d["x"], np.zeros((6, 2, 3, 3), np.float32)), r"\(6, 2, 3, 3\)"),
     (lambda d: cext.dwconv2d(d["x"], d["w"], d["b"][:4]), r"bias must be \(6,\).*\(4,\)"),
     (lambda d: cext.dwconv2d(d["x"], np.zeros((6, 1, 256, 3), np.float32)), r"KH = 256 must be in 1..255"),
-    (lambda d: cext.dwconv2d(d["x"], np.zeros((6, 1, 13, 3), np.float32), padding=0), r"does not fit the padded input 9x10"),
+    (lambda d: cext.dwconv2d(d["x"], np.zeros((6, 1, 13, 3), np.float32), padding=0), r"does not fit the padded input"),
     (lambda d: cext.dwconv2d(d["x"], d["w"], padding=-1), r"padding"),
     (lambda d: cext.dwconv2d(d["x"], d["w"], padding=(1, 2, 3)), r"padding"),
     (lambda d: cext.dwconv2d(d["x"], d["w"], layout="CHWN"), r"layout"),
