@@ -67,11 +67,18 @@ typedef struct pcn_model_options {
     size_t oversized_size;        /* S for PCN_OVERSIZED_SIZE: odd, 1..PCN_MAX_KERNEL */
 } pcn_model_options;
 
+/* Default of pcn_plan_options.spin_us: microseconds a thread of a run waits actively at a step
+ * barrier before it sleeps (README: measured on a shared 2-vCPU machine). */
+#define PCN_PLAN_SPIN_US 50
+
 /* Options of a plan (zero-initialise or use pcn_plan_options_default). */
 typedef struct pcn_plan_options {
     int max_threads; /* most threads a run may use (sizes the per-thread scratch); <= 0 = OpenMP default;
                         at most PCN_MAX_THREADS */
     pcn_path path;   /* spatial path of every block: AUTO = the cost model per stage (clause 12.5) */
+    int spin_us;     /* a run's threads wait at each step barrier actively for spin_us microseconds, then
+                        sleep (Linux; elsewhere the OpenMP barrier): 0 = PCN_PLAN_SPIN_US, < 0 = sleep at
+                        once; at most 1000000. Per plan: no process-wide setting (OMP_WAIT_POLICY) needed */
 } pcn_plan_options;
 
 /* The architecture of a model (clause 13.4: inferred from names and shapes). */
@@ -104,7 +111,7 @@ typedef struct pcn_model pcn_model;
 typedef struct pcn_plan pcn_plan;
 
 pcn_model_options pcn_model_options_default(void); /* isa AUTO, oversized FIXED */
-pcn_plan_options pcn_plan_options_default(void);   /* max_threads 0 (OpenMP default), path AUTO */
+pcn_plan_options pcn_plan_options_default(void);   /* max_threads 0 (OpenMP default), path AUTO, spin_us 0 */
 /* Name of an element type ("F32", "F16", "BF16", "F64") or "unknown". */
 const char *pcn_dtype_name(pcn_dtype dtype);
 

@@ -526,7 +526,23 @@ static void test_reader(void) {
         ya = run_model(a, in, x, 2, PCN_PATH_AUTO);
         yb = run_model(b, in, x, 2, PCN_PATH_AUTO);
         CHECK(memcmp(ya, yb, 2 * 10 * sizeof(float)) == 0, "reader and tensors models differ");
-        free(ya), free(yb);
+        free(yb);
+        { /* the step barrier's two ways of waiting: sleep at once, spin a whole second */
+            static const int spins[2] = {-1, 1000000};
+            int q;
+            for (q = 0; q < 2; q++) {
+                pcn_plan_options po = pcn_plan_options_default();
+                pcn_plan *p = NULL;
+                float y[20];
+                po.max_threads = 3;
+                po.spin_us = spins[q];
+                CHECK(pcn_plan_create(&p, a, in, &po, &e) == PCN_OK, "plan spin %d: %s", spins[q], e.message);
+                CHECK(p && pcn_plan_run(p, x, 2 * 3 * 21 * 17, y, 20, 3, &e) == PCN_OK, "run spin %d", spins[q]);
+                CHECK(p && memcmp(y, ya, sizeof y) == 0, "spin %d changes the logits", spins[q]);
+                pcn_plan_free(p);
+            }
+        }
+        free(ya);
     }
     pcn_model_free(b);
     b = (pcn_model *)&r;
@@ -682,6 +698,9 @@ static void test_modes_and_errors(void) {
             po.max_threads = PCN_MAX_THREADS + 1;
             CHECK(pcn_plan_create(&p, m, in, &po, &e) == PCN_ERR_ARG && !p, "max_threads over the limit");
             po.max_threads = 0;
+            po.spin_us = 1000001;
+            CHECK(pcn_plan_create(&p, m, in, &po, &e) == PCN_ERR_ARG && !p, "spin_us over a second");
+            po.spin_us = 0;
             CHECK(pcn_plan_create(&p, NULL, in, &po, &e) == PCN_ERR_NULL && !p, "model NULL");
         }
         pcn_model_free(m);
