@@ -22,8 +22,9 @@ def _load_cdef():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_pcn_cdef", os.path.join(HERE, "cdef.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {HERE}/cdef.py, the generator of the cffi declarations")
     module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
 

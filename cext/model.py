@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, MutableMapping
+from typing import Any, cast
 
 import numpy as np
 
-from parcnetv2.cext import _check_threads, _ffi, _isa_value, _lib
+from parcnetv2.cext import _ffi, _isa_value, _lib, check_threads
 from parcnetv2.errors import CheckpointError, InputError, WeightsError
 
 __all__ = ["PLAN_CACHE_SIZE", "Model", "Plan", "from_arrays", "load", "load_bytes"]
@@ -75,7 +75,7 @@ class Plan:
         if len(shape) != 4 or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
             raise InputError(f"a plan needs an NCHW shape of four sizes, got {shape!r}")
         opt = _lib.pcn_plan_options_default()
-        opt.max_threads = 0 if max_threads is None else _check_threads(max_threads)
+        opt.max_threads = check_threads(max_threads) or 0
         opt.path = _PATHS[path]
         out, err = _ffi.new("pcn_plan **"), _ffi.new("pcn_error *")
         n, c, h, w = (int(d) for d in shape)
@@ -108,7 +108,7 @@ class Plan:
         classes = self.model.num_classes
         logits = np.empty((self.shape[0], classes), np.float32)
         err = _ffi.new("pcn_error *")
-        nt = 0 if threads is None else _check_threads(threads)
+        nt = check_threads(threads) or 0
         with self.lock:
             st = _lib.pcn_plan_run(
                 self._ptr,
@@ -129,7 +129,7 @@ class Model:
 
     def __init__(self, ptr: Any, max_threads: int | None = None):
         self._ptr = _ffi.gc(ptr, _lib.pcn_model_free)
-        self.max_threads = None if max_threads is None else _check_threads(max_threads)
+        self.max_threads = check_threads(max_threads)
         self._plans: OrderedDict[tuple[int, ...], Plan] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -182,7 +182,7 @@ class Model:
         if x.shape[0] == 0:
             return np.zeros((0, self.num_classes), np.float32)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        nt = None if threads is None else _check_threads(threads)
+        nt = check_threads(threads)
         return self._cached_plan(tuple(int(d) for d in x.shape), nt).run(x, nt)
 
 
@@ -206,33 +206,64 @@ def load_bytes(
 
 
 def from_arrays(
-    arrays: Mapping[str, Any], isa: str | None = None, interpolate: bool | int = False, threads: int | None = None
+    arrays: Mapping[str, Any],
+    isa: str | None = None,
+    interpolate: bool | int = False,
+    threads: int | None = None,
+    release: bool = False,
 ) -> Model:
-    """A Model from arrays under the official names (float16/32/64; others are converted to
-    float32 by NumPy when they are floating, else refused by the C checks)."""
+    """A Model from arrays under the official names (float16/32/64; other floating dtypes are
+    converted to float32 by NumPy, non-floating ones refused by the C checks).
+
+    The C library checks every name and shape first, then reads the tensors one at a time
+    (``pcn_model_from_reader``), each converted to float32 and packed. With ``release`` (a
+    mutable mapping such as a dict the caller no longer needs), each entry is deleted from
+    ``arrays`` once C has read it, so the weights are held about once while the model is built,
+    not twice (clause 15.7's memory budget)."""
+    names = list(arrays)
+    tensors = _ffi.new("pcn_tensor[]", max(len(names), 1))
     keep: list[Any] = []
-    tensors = _ffi.new("pcn_tensor[]", max(len(arrays), 1))
-    for i, (name, value) in enumerate(arrays.items()):
+    for i, name in enumerate(names):
         if not isinstance(name, str):
             raise InputError(f"tensor names must be strings, got {name!r}")
-        arr = np.asarray(value)
-        if arr.dtype not in _DTYPES:
-            if arr.dtype.kind != "f":
-                raise WeightsError(f"{name} has dtype {arr.dtype}; weights must be floating point")
-            arr = arr.astype(np.float32)
-        arr = np.ascontiguousarray(arr)
-        if arr.ndim > _lib.PCN_TENSOR_MAX_DIMS:
-            raise WeightsError(f"{name} has {arr.ndim} dimensions")
+        value = arrays[name]
+        dtype = value.dtype if isinstance(value, np.ndarray) else np.asarray(value).dtype
+        if dtype.kind != "f":
+            raise WeightsError(f"{name} has dtype {dtype}; weights must be floating point")
+        shape = np.shape(value)
+        if len(shape) > _lib.PCN_TENSOR_MAX_DIMS:
+            raise WeightsError(f"{name} has {len(shape)} dimensions")
         cname = _ffi.new("char[]", name.encode())
-        keep += [arr, cname]
+        keep.append(cname)
         t = tensors[i]
         t.name = cname
-        t.dtype = _DTYPES[arr.dtype]
-        t.ndim = arr.ndim
-        for k, d in enumerate(arr.shape):
+        t.dtype = _DTYPES.get(dtype, _lib.PCN_DTYPE_F32)  # others are converted when read
+        t.ndim = len(shape)
+        for k, d in enumerate(shape):
             t.shape[k] = d
-        t.data = _ffi.cast("void *", _ffi.from_buffer(arr)) if arr.size else _ffi.NULL
+    failure: list[BaseException] = []
+
+    @_ffi.callback("int(void *, size_t, void *, size_t)")
+    def read(context: Any, index: int, data: Any, size: int) -> int:
+        try:
+            name = names[index]
+            value = cast(MutableMapping[str, Any], arrays).pop(name) if release else arrays[name]
+            arr = np.asarray(value)
+            if arr.dtype not in _DTYPES:
+                arr = arr.astype(np.float32)
+            arr = np.ascontiguousarray(arr)
+            if arr.nbytes != size:
+                raise WeightsError(f"{name} changed while the model was built")
+            _ffi.memmove(data, arr, size)
+            return 0
+        except BaseException as exc:  # re-raised below, once C has returned
+            failure.append(exc)
+            return 1
+
     out, err = _ffi.new("pcn_model **"), _ffi.new("pcn_error *")
     opt = _model_options(isa, interpolate)
-    _raise(_lib.pcn_model_from_tensors(out, tensors, len(arrays), opt, err), err, "weights")
+    status = _lib.pcn_model_from_reader(out, tensors, len(names), read, _ffi.NULL, opt, err)
+    if failure:
+        raise failure[0]
+    _raise(status, err, "weights")
     return Model(out[0], threads)

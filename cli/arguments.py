@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from parcnetv2.cext import MAX_THREADS  # OpenMP threads: the C library's PCN_MAX_THREADS, its one home
+
 __all__ = [
     "MAX_BATCH",
     "MAX_CLASSES",
@@ -22,7 +24,6 @@ __all__ = [
     "name_list",
 ]
 
-MAX_THREADS = 1024  # OpenMP threads of the engine
 MAX_BATCH = 1024  # images per call in bench
 MAX_RESOLUTION = 4096  # square input side in params and bench
 MAX_RUNS = 100_000  # timed and warm-up runs in bench

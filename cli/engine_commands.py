@@ -193,7 +193,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="latency and peak memory: engine vs ONNX Runtime vs PyTorch (where installed)")
+    p = sub.add_parser(
+        "bench", help="latency and peak memory: engine vs ONNX Runtime vs PyTorch vs pcn_predict (where installed)"
+    )
     p.add_argument("--variant", required=True, help="official variant")
     p.add_argument("--batch", type=int_in(1, MAX_BATCH), default=1, help=f"images per call, 1..{MAX_BATCH} (default 1)")
     p.add_argument(
@@ -214,9 +216,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--frameworks",
-        type=name_list(("engine", "onnxruntime", "torch")),
+        type=name_list(("engine", "onnxruntime", "torch", "pcn_predict")),
         default=["engine", "onnxruntime", "torch"],
-        help="comma-separated, non-empty subset of engine,onnxruntime,torch",
+        help="comma-separated, non-empty subset of engine,onnxruntime,torch,pcn_predict (the C program, "
+        "built by make -C cext)",
     )
     p.add_argument("--weights", help="weights file (default: random weights)")
     p.add_argument("--json", action="store_true", help="print JSON")

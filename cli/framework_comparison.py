@@ -44,8 +44,9 @@ __all__ = [
     "run",
 ]
 
-FRAMEWORKS = ("engine", "onnxruntime", "torch")
-_NEEDS = {"engine": (), "torch": ("torch",), "onnxruntime": ("onnxruntime", "torch", "onnx")}
+FRAMEWORKS = ("engine", "onnxruntime", "torch", "pcn_predict")
+DEFAULT_FRAMEWORKS = ("engine", "onnxruntime", "torch")
+_NEEDS = {"engine": (), "torch": ("torch",), "onnxruntime": ("onnxruntime", "torch", "onnx"), "pcn_predict": ()}
 OPSET = 17
 
 
@@ -63,8 +64,17 @@ class Result:
     version: str
 
 
+def pcn_predict_program() -> Path:
+    """The C library's standalone program (``make -C cext`` builds it beside the sources)."""
+    from parcnetv2 import cext
+
+    return Path(cext.__file__).resolve().parent / "build" / "pcn_predict"
+
+
 def installed(framework: str) -> bool:
-    """Whether the packages ``framework`` needs are importable here."""
+    """Whether the packages ``framework`` needs are importable here (the program: built)."""
+    if framework == "pcn_predict":
+        return pcn_predict_program().is_file()
     return all(importlib.util.find_spec(name) is not None for name in _NEEDS[framework])
 
 
@@ -148,11 +158,42 @@ def measure(
 ) -> Result:
     """Time ``framework`` in a child process (see the module docstring)."""
     args = [framework, str(weights), variant, str(batch), str(threads), str(resolution), str(runs), str(warmup)]
+    if framework == "pcn_predict":
+        return _measure_program(weights, batch, threads, resolution, runs, warmup, timeout)
     if framework == "onnxruntime":
         if onnx_file is None:
             raise InputError("onnxruntime needs the exported ONNX file")
         args.append(str(onnx_file))
     return Result(**_child(args, timeout))
+
+
+def _inputs(batch: int, resolution: int) -> np.ndarray:
+    """The images every framework runs: NCHW float32 standard normal, seed 0."""
+    return np.random.default_rng(0).standard_normal((batch, 3, resolution, resolution)).astype(np.float32)
+
+
+def _measure_program(
+    weights: Path, batch: int, threads: int, resolution: int, runs: int, warmup: int, timeout: float
+) -> Result:
+    """``pcn_predict --bench`` on the same weights (as .safetensors) and images (raw float32); the
+    program reports its own peak resident memory (VmHWM)."""
+    from parcnetv2 import cext
+    from parcnetv2.reference.checkpoint import read_state_dict, write_state_dict
+
+    st = weights.with_suffix(".safetensors")
+    if not st.exists():
+        write_state_dict(st, read_state_dict(weights))
+    raw = weights.with_name(f"images_{batch}x{resolution}.raw")
+    raw.write_bytes(_inputs(batch, resolution).astype("<f4").tobytes())
+    argv = [str(pcn_predict_program()), str(st), str(raw), "--shape", f"{batch},3,{resolution},{resolution}"]
+    argv += ["--threads", str(threads), "--top", "1", "--bench", str(runs), "--warmup", str(warmup)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"pcn_predict failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    line = next(line for line in done.stdout.splitlines() if line.startswith("bench:"))
+    times = {key: float(line.split(f" {key} ")[1].split(" ")[0]) for key in ("median", "p10", "p90", "RSS")}
+    version = f"C {cext.version()}"
+    return Result("pcn_predict", times["median"], times["p10"], times["p90"], runs, times["RSS"], 0.0, version)
 
 
 # ---------------------------------------------------------------------------- children
@@ -215,7 +256,7 @@ def _child_main(argv: Sequence[str]) -> dict[str, Any]:
             )
         return {"onnx": out}
     batch, threads, resolution, runs, warmup = (int(v) for v in argv[3:8])
-    x = np.random.default_rng(0).standard_normal((batch, 3, resolution, resolution)).astype(np.float32)
+    x = _inputs(batch, resolution)
     if framework == "engine":
         from parcnetv2 import __version__, engine
         from parcnetv2.engine.engine import Engine  # noqa: F401 - the runtime libraries, before the baseline
@@ -273,7 +314,7 @@ def run(
     resolution: int = 224,
     runs: int = 20,
     warmup: int = 5,
-    frameworks: Sequence[str] = FRAMEWORKS,
+    frameworks: Sequence[str] = DEFAULT_FRAMEWORKS,
     weights: str | None = None,
 ) -> tuple[list[Result], list[str]]:
     """Measure ``frameworks`` (those not installed are listed as skipped): (results, notes)."""
@@ -283,7 +324,8 @@ def run(
         onnx_file = None
         for framework in frameworks:
             if not installed(framework):
-                notes.append(f"{framework}: not installed (needs {', '.join(_NEEDS[framework])})")
+                needs = "make -C cext" if framework == "pcn_predict" else ", ".join(_NEEDS[framework])
+                notes.append(f"{framework}: not installed (needs {needs})")
                 continue
             if framework == "onnxruntime" and onnx_file is None:
                 onnx_file = export_onnx(path, variant, batch, resolution, Path(tmp) / "model.onnx")

@@ -14,7 +14,9 @@ Limits (clause 15.6): an image is decoded only when the size its header declares
 ``MAX_IMAGE_PIXELS`` (Pillow's own default limit, applied here whatever Pillow is set to), and
 resized only when the resized image (shorter side 256) has at most ``MAX_RESIZED_PIXELS``: a
 157-byte 1 x 20000 PNG would otherwise be resized to 256 x 5,120,000 pixels (3.9 GB). Only
-regular files are opened (a FIFO would block).
+regular files are opened (a FIFO would block). Both limits are the C library's
+(``PCN_IMAGE_MAX_PIXELS``, ``PCN_IMAGE_MAX_RESIZED_PIXELS`` in ``pcn_image.h``), which ``pcn_predict``
+applies to PPM images with the same messages.
 
 Requires Pillow (the ``images`` extra); importing this module does not.
 """
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from parcnetv2.cext import IMAGE_MAX_PIXELS, IMAGE_MAX_RESIZED_PIXELS
 from parcnetv2.errors import InputError
 from parcnetv2.files import open_regular
 
@@ -46,8 +49,9 @@ IMAGE_SIZE = 224
 CROP_PCT = 0.875
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-MAX_IMAGE_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS default: 256 MiB of 24-bit pixels / 3
-MAX_RESIZED_PIXELS = 1 << 24  # 256 x 65536: aspect ratios up to 256:1
+# The limits' one home is the C library's pcn_image.h (pcn_predict applies the same ones):
+MAX_IMAGE_PIXELS = IMAGE_MAX_PIXELS  # 89,478,485: Pillow's default limit, 256 MiB of 24-bit pixels / 3
+MAX_RESIZED_PIXELS = IMAGE_MAX_RESIZED_PIXELS  # 2**24 = 256 x 65536: aspect ratios up to 256:1
 
 
 def require_pillow() -> Any:

@@ -266,7 +266,9 @@ def test_cffi_declarations_cover_every_header_function():
     """The declarations are generated from the public headers: every function they declare is
     callable, and there is no hand-written copy left to drift."""
     declared = cext_cdef.declared_functions()
-    assert "pcn_oversized_conv_workspace_size" in declared and "pcn_plan_run" in declared
+    assert "pcn_oversized_workspace" in declared and "pcn_plan_run" in declared and "pcn_model_from_reader" in declared
+    positional = {"pcn_dwconv2d", "pcn_oversized_conv", "pcn_parc_spatial", "pcn_im2col", "pcn_gemm"}
+    assert not positional & set(declared), "the positional forms of library 1.0 are gone (clause 16.5)"
     missing = [name for name in declared if not hasattr(_lib, name)]
     assert not missing, f"declared in the headers but not in the binding: {missing}"
     with open(os.path.join(os.path.dirname(cext.__file__), "build_cffi.py"), encoding="utf-8") as fh:

@@ -53,6 +53,10 @@ extern "C" {
 
 /* Largest supported kernel length along one axis (dense KH, KW and oversized K). */
 #define PCN_MAX_KERNEL 255
+/* Most OpenMP threads a call or a plan may ask for (pcn_options.threads, pcn_plan_options.max_threads):
+ * far above any real machine, low enough that per-thread scratch sizes stay bounded. The one home
+ * of this number: the Python binding and the command line read it from here (spec clause 12.3). */
+#define PCN_MAX_THREADS 1024
 
 typedef enum pcn_status {
     PCN_OK = 0,
@@ -87,7 +91,8 @@ typedef enum pcn_path {
 
 /* Per-call options. Zero-initialise (or use pcn_options_default) and set what you need. */
 typedef struct pcn_options {
-    int threads;            /* OpenMP threads for this call; <= 0 means the OpenMP default; 1 = serial */
+    int threads;            /* OpenMP threads for this call; <= 0 means the OpenMP default; 1 = serial;
+                               at most PCN_MAX_THREADS (PCN_ERR_ARG) */
     pcn_isa isa;            /* PCN_ISA_AUTO, or force one ISA (PCN_ERR_ISA if unavailable) */
     pcn_path path;          /* parc_spatial only */
     int nchw_kernel;        /* NCHW only: 0 auto, 1 plane kernels (vectors along W), 2 channel-slab
@@ -157,6 +162,10 @@ pcn_status pcn_oversized(const float *PCN_RESTRICT x, const float *PCN_RESTRICT 
                          float *PCN_RESTRICT y, pcn_shape4 shape, size_t KV, size_t KW, pcn_layout layout,
                          const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
+/* Output shape of pcn_oversized for these sizes, after the same checks (nothing is touched). */
+pcn_status pcn_oversized_shape(pcn_shape4 shape, size_t KV, size_t KW, pcn_shape4 *PCN_RESTRICT out,
+                               pcn_error *PCN_RESTRICT err);
+
 /*
  * Fused ParC spatial op OC(x) + DW7(x) (clauses 5, 6 and 7) in one call. KV and KW must be odd.
  *   x `shape` in `layout`; k_h (C,1,KV,1); k_w (C,1,1,KW); k7 (C,1,7,7); y has x's shape.
@@ -174,6 +183,10 @@ pcn_status pcn_parc(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, 
 pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
                               const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C, size_t KV, size_t KW,
                               pcn_error *PCN_RESTRICT err);
+
+/* Shape of pcn_reparameterize's output, (C, 1, RH, RW), after the same checks. */
+pcn_status pcn_reparameterize_shape(size_t C, size_t KV, size_t KW, pcn_shape4 *PCN_RESTRICT out,
+                                    pcn_error *PCN_RESTRICT err);
 
 /*
  * Cost model of pcn_parc (spec clause 12.5): returns PCN_PATH_SEPARABLE or PCN_PATH_DENSE for
@@ -193,30 +206,6 @@ size_t pcn_oversized_workspace(pcn_shape4 shape, size_t KV, size_t KW, pcn_layou
                                const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 size_t pcn_parc_workspace(pcn_shape4 shape, size_t KV, size_t KW, pcn_layout layout,
                           const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
-
-/*
- * Positional forms of the calls above (library 1.0), kept while the Python engine still calls
- * them (spec clause 16.5): each forwards its sizes to the struct form, which validates them.
- */
-pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
-                        float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
-                        size_t PW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
-pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                              float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
-pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                            const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
-                            size_t KV, size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                            pcn_error *PCN_RESTRICT err);
-pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
-                              double *PCN_RESTRICT cost_separable, double *PCN_RESTRICT cost_dense);
-size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
-                                   pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
-size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                                         pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                                         pcn_error *PCN_RESTRICT err);
-size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
-                                       const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 #ifdef __cplusplus
 }

@@ -29,25 +29,6 @@ extern "C" {
 /* Fewest elements (rows x C) a thread is given; fewer threads run below that. */
 #define PCN_FUSED_MIN_WORK 16384
 
-/* A Fortran-77 BLAS sgemm (column-major, 32-bit integers): the reference BLAS `sgemm_`, OpenBLAS's,
- * or SciPy's `scipy.linalg.cython_blas.sgemm`. pcn_gemm calls it from several threads at once, so
- * it must be thread-safe and should run single-threaded (all parallelism is the caller's). */
-typedef void (*pcn_sgemm_fn)(const char *transa, const char *transb, const int *m, const int *n, const int *k,
-                             const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
-                             const float *beta, float *c, const int *ldc);
-
-/* C = A B with row-major matrices, on OpenMP threads that each multiply a block of rows (or, for
- * few rows, of columns) with one call of `sgemm` (clause 15.5):
- *   A (M, K) with ld lda;  C (M, N) with ld ldc;
- *   B (K, N) with ld ldb, or, when b_transposed, B given as its transpose (N, K) with ld ldb
- *   (a PyTorch Linear / 1x1-conv weight (Cout, Cin) as is).
- * Every size must fit an int. Each element of C is computed by one sgemm call whose K loop is
- * the same for any partition, so the result does not depend on the thread count (for a BLAS
- * whose kernels do not depend on the block sizes; OpenBLAS's do not). */
-pcn_status pcn_gemm(pcn_sgemm_fn sgemm, const float *PCN_RESTRICT a, size_t lda, const float *PCN_RESTRICT b,
-                    size_t ldb, int b_transposed, float *PCN_RESTRICT c, size_t ldc, size_t M, size_t N, size_t K,
-                    const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
-
 /* y[i] = erf(x[i]), i < n. NaN gives NaN, +-inf gives +-1. */
 pcn_status pcn_erf(const float *PCN_RESTRICT x, float *PCN_RESTRICT y, size_t n, const pcn_options *PCN_RESTRICT opt,
                    pcn_error *PCN_RESTRICT err);
@@ -109,12 +90,6 @@ pcn_status pcn_patches(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, pc
                        pcn_error *PCN_RESTRICT err);
 pcn_status pcn_patches_shape(pcn_shape4 shape, pcn_window window, int bias_column, size_t *PCN_RESTRICT rows,
                              size_t *PCN_RESTRICT cols, pcn_error *PCN_RESTRICT err);
-
-/* Positional form of pcn_patches (library 1.0), kept while the Python engine still calls it
- * (clause 16.5). */
-pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C, size_t H, size_t W,
-                      size_t KH, size_t KW, size_t SH, size_t SW, size_t PH, size_t PW, pcn_layout layout,
-                      int bias_column, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
 
 #ifdef __cplusplus
 }

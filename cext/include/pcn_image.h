@@ -13,11 +13,19 @@ extern "C" {
 
 /* Largest PPM width or height accepted. */
 #define PCN_IMAGE_MAX_SIDE 65536
+/* Image limits of spec clause 15.6, shared with the Python preprocessing (parcnetv2.engine.preprocess
+ * reads them from here): an image is decoded only when width x height is at most
+ * PCN_IMAGE_MAX_PIXELS (Pillow's default limit, 256 MiB of 24-bit pixels / 3), and resized only
+ * when the resized image (shorter side to `resize`) has at most PCN_IMAGE_MAX_RESIZED_PIXELS
+ * (256 x 65536: aspect ratios up to 256:1). */
+#define PCN_IMAGE_MAX_PIXELS         89478485
+#define PCN_IMAGE_MAX_RESIZED_PIXELS 16777216
 
 /*
  * Parse a binary PPM (netpbm "P6": magic, width, height, maxval as ASCII decimals separated by
  * whitespace or '#' comments, one whitespace byte, then height x width x 3 bytes RGB). Only
- * maxval 255 (8 bits per sample) is accepted; sides 1..PCN_IMAGE_MAX_SIDE; the raster must be in
+ * maxval 255 (8 bits per sample) is accepted; sides 1..PCN_IMAGE_MAX_SIDE and at most
+ * PCN_IMAGE_MAX_PIXELS pixels (PCN_ERR_SHAPE); the raster must be in
  * the `size` bytes (trailing bytes are ignored). *pixels points into data (nothing is allocated).
  */
 pcn_status pcn_ppm_parse(const void *PCN_RESTRICT data, size_t size, size_t *PCN_RESTRICT width,
@@ -34,6 +42,8 @@ pcn_status pcn_ppm_parse(const void *PCN_RESTRICT data, size_t size, size_t *PCN
  * out = (p / 255 - mean[c]) / std[c]. Only the cropped pixels are computed (the same values as a
  * full resize followed by the crop).
  *   rgb (height, width, 3) uint8 -> out (3, crop, crop) float32 CHW; 1 <= crop <= resize <= 65536.
+ * Images over PCN_IMAGE_MAX_PIXELS, or whose resized size is over PCN_IMAGE_MAX_RESIZED_PIXELS, are
+ * refused (PCN_ERR_SHAPE) before anything is allocated.
  */
 pcn_status pcn_image_preprocess(const unsigned char *PCN_RESTRICT rgb, size_t width, size_t height, size_t resize,
                                 size_t crop, float *PCN_RESTRICT out, pcn_error *PCN_RESTRICT err);

@@ -67,10 +67,18 @@ typedef struct pcn_model_options {
     size_t oversized_size;        /* S for PCN_OVERSIZED_SIZE: odd, 1..PCN_MAX_KERNEL */
 } pcn_model_options;
 
+/* Default of pcn_plan_options.spin_us: microseconds a thread of a run waits actively at a step
+ * barrier before it sleeps (README: measured on a shared 2-vCPU machine). */
+#define PCN_PLAN_SPIN_US 50
+
 /* Options of a plan (zero-initialise or use pcn_plan_options_default). */
 typedef struct pcn_plan_options {
-    int max_threads; /* most threads a run may use (sizes the per-thread scratch); <= 0 = OpenMP default */
+    int max_threads; /* most threads a run may use (sizes the per-thread scratch); <= 0 = OpenMP default;
+                        at most PCN_MAX_THREADS */
     pcn_path path;   /* spatial path of every block: AUTO = the cost model per stage (clause 12.5) */
+    int spin_us;     /* a run's threads wait at each step barrier actively for spin_us microseconds, then
+                        sleep (Linux; elsewhere the OpenMP barrier): 0 = PCN_PLAN_SPIN_US, < 0 = sleep at
+                        once; at most 1000000. Per plan: no process-wide setting (OMP_WAIT_POLICY) needed */
 } pcn_plan_options;
 
 /* The architecture of a model (clause 13.4: inferred from names and shapes). */
@@ -103,7 +111,7 @@ typedef struct pcn_model pcn_model;
 typedef struct pcn_plan pcn_plan;
 
 pcn_model_options pcn_model_options_default(void); /* isa AUTO, oversized FIXED */
-pcn_plan_options pcn_plan_options_default(void);   /* max_threads 0 (OpenMP default), path AUTO */
+pcn_plan_options pcn_plan_options_default(void);   /* max_threads 0 (OpenMP default), path AUTO, spin_us 0 */
 /* Name of an element type ("F32", "F16", "BF16", "F64") or "unknown". */
 const char *pcn_dtype_name(pcn_dtype dtype);
 
@@ -126,6 +134,19 @@ pcn_status pcn_model_load_memory(pcn_model **PCN_RESTRICT out, const void *PCN_R
  * holds as float32); same checks and errors as pcn_model_load_file (duplicate names included). */
 pcn_status pcn_model_from_tensors(pcn_model **PCN_RESTRICT out, const pcn_tensor *PCN_RESTRICT tensors, size_t count,
                                   const pcn_model_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err);
+
+/* Supplies the data of tensors[index] of pcn_model_from_reader: `bytes` = prod(shape) * the element
+ * size of its dtype, written to `data` in the machine's byte order. Returns 0 on success; any
+ * other value aborts the model's creation (PCN_ERR_FILE). */
+typedef int (*pcn_tensor_reader)(void *context, size_t index, void *data, size_t bytes);
+
+/* Like pcn_model_from_tensors, but the data come from `read`, called once per tensor, one at a
+ * time, after every name and shape has been checked (the `data` fields are ignored). A caller
+ * that holds the weights in another form can release each tensor once it has been read, so the
+ * weights are held about once during the creation instead of twice. */
+pcn_status pcn_model_from_reader(pcn_model **PCN_RESTRICT out, const pcn_tensor *PCN_RESTRICT tensors, size_t count,
+                                 pcn_tensor_reader read, void *context, const pcn_model_options *PCN_RESTRICT opt,
+                                 pcn_error *PCN_RESTRICT err);
 
 /* Free a model (NULL is accepted). Every plan made from it must be freed first. */
 void pcn_model_free(pcn_model *model);

@@ -1,10 +1,8 @@
 /*
  * fused.c - entry points of pcn_fused.h (spec clause 15): argument validation, error messages,
  * the thread count and the OpenMP driver of the fused kernels (fused_impl.h), the im2col patch
- * copy of the stem and downsampling convolutions (data movement only, no ISA variants), and the
- * threaded GEMM driver around a caller's single-threaded BLAS sgemm.
+ * copy of strided convolutions (data movement only, no ISA variants).
  */
-#include <limits.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -343,85 +341,5 @@ pcn_status pcn_patches(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, pc
     (void)nt;
     im2col_rows(x, cols, 0, rows, (ptrdiff_t)C, (ptrdiff_t)H, (ptrdiff_t)W, (ptrdiff_t)KH, (ptrdiff_t)KW, (ptrdiff_t)SH,
                 (ptrdiff_t)SW, (ptrdiff_t)PH, (ptrdiff_t)PW, (ptrdiff_t)OH, (ptrdiff_t)OW, layout, bias_column);
-    return pcn_ok(err);
-}
-
-pcn_status pcn_im2col(const float *PCN_RESTRICT x, float *PCN_RESTRICT cols, size_t N, size_t C, size_t H, size_t W,
-                      size_t KH, size_t KW, size_t SH, size_t SW, size_t PH, size_t PW, pcn_layout layout,
-                      int bias_column, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
-    pcn_shape4 s;
-    pcn_window w;
-    s.n = N, s.c = C, s.h = H, s.w = W;
-    w.kh = KH, w.kw = KW, w.sh = SH, w.sw = SW, w.ph = PH, w.pw = PW;
-    return pcn_patches(x, cols, s, w, layout, bias_column, opt, err);
-}
-
-/* ------------------------------------------------------------------ GEMM driver */
-
-/* Smallest block a thread gets: rows when splitting M, columns when splitting N (multiples keep
- * the BLAS kernels on full register tiles), and multiply-adds per thread. */
-#define PCN_GEMM_ROW_BLOCK 16
-#define PCN_GEMM_COL_BLOCK 64
-#define PCN_GEMM_MIN_MACS  ((size_t)1 << 18)
-
-/* One block of C: rows [m0, m1) and columns [n0, n1), row-major, as one column-major sgemm of the
- * transposes: C^T = op(B)^T A^T. */
-static void gemm_block(pcn_sgemm_fn sgemm, const float *a, size_t lda, const float *b, size_t ldb, int bt, float *c,
-                       size_t ldc, size_t m0, size_t m1, size_t n0, size_t n1, size_t K) {
-    const int m = (int)(n1 - n0), n = (int)(m1 - m0), k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
-    const float one = 1.0f, zero = 0.0f;
-    const float *bb = bt ? b + n0 * ldb : b + n0;
-    if (m > 0 && n > 0)
-        sgemm(bt ? "T" : "N", "N", &m, &n, &k, &one, bb, &la, a + m0 * lda, &lb, &zero, c + m0 * ldc + n0, &lc);
-}
-
-pcn_status pcn_gemm(pcn_sgemm_fn sgemm, const float *PCN_RESTRICT a, size_t lda, const float *PCN_RESTRICT b,
-                    size_t ldb, int b_transposed, float *PCN_RESTRICT c, size_t ldc, size_t M, size_t N, size_t K,
-                    const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
-    const char *op = "pcn_gemm";
-    size_t macs, units, nt;
-    int split_rows;
-    pcn_status st;
-    if (!sgemm) return pcn_fail(err, PCN_ERR_NULL, "%s: sgemm is NULL", op);
-    if (b_transposed != 0 && b_transposed != 1)
-        return pcn_fail(err, PCN_ERR_ARG, "%s: b_transposed = %d is neither 0 nor 1", op, b_transposed);
-    if (M == 0 || N == 0 || K == 0)
-        return pcn_fail(err, PCN_ERR_SHAPE, "%s: M, N and K must be >= 1, got M=%zu N=%zu K=%zu", op, M, N, K);
-    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
-        return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: a size or leading dimension exceeds the BLAS int range", op);
-    if ((st = check_matrix(op, "a", a, M, K, lda, err)) ||
-        (st = check_matrix(op, "b", b, b_transposed ? N : K, b_transposed ? K : N, ldb, err)) ||
-        (st = check_matrix(op, "c", c, M, N, ldc, err)) || (st = pcn_check_option_values(opt, err)))
-        return st;
-    /* Each thread's sgemm packs its whole share of both operands: splitting the rows of C packs
-     * B (K x N) once per thread, splitting the columns packs A (M x K) once per thread. Split the
-     * side that leaves the smaller operand duplicated (rows when M >= N), in whole blocks. */
-    split_rows = M >= N && M >= 2 * PCN_GEMM_ROW_BLOCK;
-    units = split_rows ? (M + PCN_GEMM_ROW_BLOCK - 1) / PCN_GEMM_ROW_BLOCK
-                       : (N + PCN_GEMM_COL_BLOCK - 1) / PCN_GEMM_COL_BLOCK;
-    if (pcn_mul3_ovf(M, N, K, &macs)) macs = SIZE_MAX;
-    nt = (size_t)pcn_requested_threads(opt);
-    if (nt > units) nt = units;
-    if (nt > macs / PCN_GEMM_MIN_MACS) nt = macs / PCN_GEMM_MIN_MACS;
-    if (nt < 1) nt = 1;
-#ifdef _OPENMP
-    if (nt > 1) {
-#pragma omp parallel num_threads((int)nt)
-        {
-            size_t tid = (size_t)omp_get_thread_num(), nth = (size_t)omp_get_num_threads();
-            size_t chunk = units / nth, rem = units % nth;
-            size_t u0 = tid * chunk + (tid < rem ? tid : rem), u1 = u0 + chunk + (tid < rem ? 1 : 0);
-            if (split_rows) {
-                size_t m1 = u1 * PCN_GEMM_ROW_BLOCK < M ? u1 * PCN_GEMM_ROW_BLOCK : M;
-                gemm_block(sgemm, a, lda, b, ldb, b_transposed, c, ldc, u0 * PCN_GEMM_ROW_BLOCK, m1, 0, N, K);
-            } else {
-                size_t n1 = u1 * PCN_GEMM_COL_BLOCK < N ? u1 * PCN_GEMM_COL_BLOCK : N;
-                gemm_block(sgemm, a, lda, b, ldb, b_transposed, c, ldc, 0, M, u0 * PCN_GEMM_COL_BLOCK, n1, K);
-            }
-        }
-        return pcn_ok(err);
-    }
-#endif
-    gemm_block(sgemm, a, lda, b, ldb, b_transposed, c, ldc, 0, M, 0, N, K);
     return pcn_ok(err);
 }

@@ -61,6 +61,9 @@ pcn_status pcn_ppm_parse(const void *PCN_RESTRICT data, size_t size, size_t *PCN
     if (w < 1 || h < 1 || w > PCN_IMAGE_MAX_SIDE || h > PCN_IMAGE_MAX_SIDE)
         return pcn_fail(err, PCN_ERR_SHAPE, "PPM image of %zux%zu pixels: sides must be in 1..%d", w, h,
                         PCN_IMAGE_MAX_SIDE);
+    if ((double)w * (double)h > PCN_IMAGE_MAX_PIXELS)
+        return pcn_fail(err, PCN_ERR_SHAPE, "image is %zux%zu pixels, over the limit of %d", w, h,
+                        PCN_IMAGE_MAX_PIXELS);
     if (maxval != 255)
         return pcn_fail(err, PCN_ERR_FORMAT, "PPM maxval %zu is not supported (only 8-bit images, maxval 255)", maxval);
     if (h > SIZE_MAX / 3 / w) return pcn_fail(err, PCN_ERR_SHAPE, "PPM image of %zux%zu pixels is too large", w, h);
@@ -155,19 +158,25 @@ pcn_status pcn_image_preprocess(const unsigned char *PCN_RESTRICT rgb, size_t wi
     if (width < 1 || height < 1 || width > PCN_IMAGE_MAX_SIDE || height > PCN_IMAGE_MAX_SIDE)
         return pcn_fail(err, PCN_ERR_SHAPE, "%s: image sides must be in 1..%d, got %zux%zu", op, PCN_IMAGE_MAX_SIDE,
                         width, height);
+    if ((double)width * (double)height > PCN_IMAGE_MAX_PIXELS)
+        return pcn_fail(err, PCN_ERR_SHAPE, "image is %zux%zu pixels, over the limit of %d", width, height,
+                        PCN_IMAGE_MAX_PIXELS);
     if (crop < 1 || resize < crop || resize > PCN_IMAGE_MAX_SIDE)
         return pcn_fail(err, PCN_ERR_SHAPE, "%s: need 1 <= crop (%zu) <= resize (%zu) <= %d", op, crop, resize,
                         PCN_IMAGE_MAX_SIDE);
     /* the shorter side to `resize`, the longer int(resize * long / short) (Python float division) */
-    if (width <= height) {
-        new_w = resize;
-        new_h = (size_t)((double)resize * (double)height / (double)width);
-    } else {
-        new_w = (size_t)((double)resize * (double)width / (double)height);
-        new_h = resize;
+    {
+        const double longer = floor((double)resize * (double)(width <= height ? height : width) /
+                                    (double)(width <= height ? width : height));
+        if ((double)resize * longer > PCN_IMAGE_MAX_RESIZED_PIXELS)
+            return pcn_fail(err, PCN_ERR_SHAPE,
+                            "image is %zux%zu pixels: resizing its shorter side to %zu makes %.0fx%.0f, over the "
+                            "limit of %d pixels (aspect ratio too extreme)",
+                            width, height, resize, width <= height ? (double)resize : longer,
+                            width <= height ? longer : (double)resize, PCN_IMAGE_MAX_RESIZED_PIXELS);
+        new_w = width <= height ? resize : (size_t)longer;
+        new_h = width <= height ? (size_t)longer : resize;
     }
-    if (new_w > INT32_MAX / 4 || new_h > INT32_MAX / 4)
-        return pcn_fail(err, PCN_ERR_SHAPE, "%s: a %zux%zu image is too elongated", op, width, height);
     top = half_round_even(new_h - crop);
     left = half_round_even(new_w - crop);
     need_h = new_w != width;

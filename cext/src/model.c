@@ -40,6 +40,8 @@ typedef struct source {
     FILE *f;
     uint64_t data_start;
     const unsigned char *mem; /* memory safetensors: the data section */
+    pcn_tensor_reader read;   /* a caller's reader (pcn_model_from_reader) */
+    void *context;
 } source;
 
 static int host_little(void) {
@@ -121,6 +123,10 @@ static pcn_status read_tensor(const source *src, const pcn_tensor_ref *t, float 
         if (fread(raw, 1, nbytes, src->f) != nbytes)
             return pcn_fail(err, PCN_ERR_FILE, "the file ends inside tensor '%.80s'", t->name);
         convert(t->dtype, 1, raw, t->count, out);
+    } else if (src->read) {
+        if (src->read(src->context, t->index, raw, nbytes) != 0)
+            return pcn_fail(err, PCN_ERR_FILE, "the reader failed on tensor '%.80s'", t->name);
+        convert(t->dtype, host_little(), raw, t->count, out);
     } else if (src->mem) {
         convert(t->dtype, 1, src->mem + t->begin, t->count, out);
     } else {
@@ -623,8 +629,8 @@ static pcn_status model_from_set(pcn_model **out, pcn_tensor_set *set, const sou
     m->vectors = (float *)malloc(sizeof(float) * m->vectors_len);
     b.f32 = (float *)malloc(sizeof(float) * largest + 64);
     b.tmp = (float *)malloc(sizeof(float) * largest + 64);
-    b.raw = src->f ? (unsigned char *)malloc(largest + 64) : NULL;
-    if (!m->vectors || !b.f32 || !b.tmp || (src->f && !b.raw)) {
+    b.raw = src->f || src->read ? (unsigned char *)malloc(largest + 64) : NULL;
+    if (!m->vectors || !b.f32 || !b.tmp || ((src->f || src->read) && !b.raw)) {
         st = pcn_fail(err, PCN_ERR_NOMEM, "model: cannot allocate %zu bytes for the weights", largest * 9);
     } else {
         st = build(&b, &a);
@@ -753,9 +759,9 @@ pcn_status pcn_model_load_file(pcn_model **PCN_RESTRICT out, const char *PCN_RES
     return st;
 }
 
-pcn_status pcn_model_from_tensors(pcn_model **PCN_RESTRICT out, const pcn_tensor *PCN_RESTRICT tensors, size_t count,
-                                  const pcn_model_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
-    const char *op = "pcn_model_from_tensors";
+/* pcn_model_from_tensors (read NULL: the data are in tensors[i].data) and pcn_model_from_reader. */
+static pcn_status from_array(pcn_model **out, const pcn_tensor *tensors, size_t count, pcn_tensor_reader read,
+                             void *context, const pcn_model_options *opt, const char *op, pcn_error *err) {
     pcn_tensor_set set;
     source src;
     size_t i, k;
@@ -806,20 +812,38 @@ pcn_status pcn_model_from_tensors(pcn_model **PCN_RESTRICT out, const pcn_tensor
             pcn_tensor_set_free(&set);
             return PCN_ERR_OVERFLOW;
         }
-        if (!in->data && t->count) {
+        if (!read && !in->data && t->count) {
             pcn_fail(err, PCN_ERR_NULL, "%s: tensor '%.80s' has no data", op, in->name);
             pcn_tensor_set_free(&set);
             return PCN_ERR_NULL;
         }
-        t->data = in->data;
+        t->data = read ? NULL : in->data;
         t->little = host_little();
+        t->index = i;
     }
     if ((st = pcn_tensor_set_index(&set, err)) == PCN_OK) {
         memset(&src, 0, sizeof src);
+        src.read = read;
+        src.context = context;
         st = model_from_set(out, &set, &src, opt, err);
     }
     pcn_tensor_set_free(&set);
     return st;
+}
+
+pcn_status pcn_model_from_tensors(pcn_model **PCN_RESTRICT out, const pcn_tensor *PCN_RESTRICT tensors, size_t count,
+                                  const pcn_model_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
+    return from_array(out, tensors, count, NULL, NULL, opt, "pcn_model_from_tensors", err);
+}
+
+pcn_status pcn_model_from_reader(pcn_model **PCN_RESTRICT out, const pcn_tensor *PCN_RESTRICT tensors, size_t count,
+                                 pcn_tensor_reader read, void *context, const pcn_model_options *PCN_RESTRICT opt,
+                                 pcn_error *PCN_RESTRICT err) {
+    if (!read) {
+        if (out) *out = NULL;
+        return pcn_fail(err, PCN_ERR_NULL, "pcn_model_from_reader: read is NULL");
+    }
+    return from_array(out, tensors, count, read, context, opt, "pcn_model_from_reader", err);
 }
 
 pcn_status pcn_model_get_info(const pcn_model *PCN_RESTRICT model, pcn_model_info *PCN_RESTRICT info,

@@ -114,6 +114,9 @@ pcn_status pcn_check_option_values(const pcn_options *opt, pcn_error *err) {
                         opt->nchw_kernel);
     if (opt && ((int)opt->path < PCN_PATH_AUTO || (int)opt->path > PCN_PATH_DENSE))
         return pcn_fail(err, PCN_ERR_ARG, "options.path = %d is not a pcn_path value", (int)opt->path);
+    if (opt && opt->threads > PCN_MAX_THREADS)
+        return pcn_fail(err, PCN_ERR_ARG, "options.threads = %d is more than PCN_MAX_THREADS = %d", opt->threads,
+                        PCN_MAX_THREADS);
     if (opt && opt->workspace == NULL && opt->workspace_bytes != 0)
         return pcn_fail(err, PCN_ERR_NULL, "options.workspace is NULL but workspace_bytes = %zu", opt->workspace_bytes);
     return PCN_OK;
@@ -390,6 +393,21 @@ static pcn_status setup_separable(pcn_job *j, size_t N, size_t C, size_t H, size
     return PCN_OK;
 }
 
+pcn_status pcn_oversized_shape(pcn_shape4 shape, size_t KV, size_t KW, pcn_shape4 *PCN_RESTRICT out,
+                               pcn_error *PCN_RESTRICT err) {
+    pcn_job j;
+    pcn_status st;
+    memset(&j, 0, sizeof j);
+    if (!out) return pcn_fail(err, PCN_ERR_NULL, "pcn_oversized_shape: out is NULL");
+    if ((st = setup_separable(&j, shape.n, shape.c, shape.h, shape.w, KV, KW, PCN_NCHW, 0, "pcn_oversized", err)))
+        return st;
+    out->n = shape.n;
+    out->c = shape.c;
+    out->h = (size_t)j.OH;
+    out->w = (size_t)j.OW;
+    return pcn_ok(err);
+}
+
 size_t pcn_oversized_workspace(pcn_shape4 shape, size_t KV, size_t KW, pcn_layout layout,
                                const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
     pcn_job j;
@@ -442,19 +460,37 @@ static void reparam(const float *k_h, const float *k_w, const float *k7, float *
                             out + c * RH * RW, RW, 1);
 }
 
-pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C, size_t KV, size_t KW,
-                              pcn_error *PCN_RESTRICT err) {
-    const char *op = "pcn_reparameterize";
+static pcn_status check_reparameterize(size_t C, size_t KV, size_t KW, const char *op, pcn_error *err) {
     pcn_status st;
     size_t n;
-    if (!k_h || !k_w || !k7 || !out)
-        return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "out");
     if (C == 0) return pcn_fail(err, PCN_ERR_SHAPE, "%s: C must be >= 1", op);
     if ((st = check_kernel(KV, "KV (length of k_h)", op, 1, err)) != PCN_OK) return st;
     if ((st = check_kernel(KW, "KW (length of k_w)", op, 1, err)) != PCN_OK) return st;
     if (pcn_mul3_ovf(C, KV > 7 ? KV : 7, KW > 7 ? KW : 7, &n) || n > PCN_MAX_ELEMS)
         return pcn_fail(err, PCN_ERR_OVERFLOW, "%s: C=%zu is too large", op, C);
+    return PCN_OK;
+}
+
+pcn_status pcn_reparameterize_shape(size_t C, size_t KV, size_t KW, pcn_shape4 *PCN_RESTRICT out,
+                                    pcn_error *PCN_RESTRICT err) {
+    pcn_status st;
+    if (!out) return pcn_fail(err, PCN_ERR_NULL, "pcn_reparameterize_shape: out is NULL");
+    if ((st = check_reparameterize(C, KV, KW, "pcn_reparameterize", err)) != PCN_OK) return st;
+    out->n = C;
+    out->c = 1;
+    out->h = KV > 7 ? KV : 7;
+    out->w = KW > 7 ? KW : 7;
+    return pcn_ok(err);
+}
+
+pcn_status pcn_reparameterize(const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
+                              const float *PCN_RESTRICT k7, float *PCN_RESTRICT out, size_t C, size_t KV, size_t KW,
+                              pcn_error *PCN_RESTRICT err) {
+    const char *op = "pcn_reparameterize";
+    pcn_status st;
+    if (!k_h || !k_w || !k7 || !out)
+        return pcn_fail(err, PCN_ERR_NULL, "%s: %s is NULL", op, !k_h ? "k_h" : !k_w ? "k_w" : !k7 ? "k7" : "out");
+    if ((st = check_reparameterize(C, KV, KW, op, err)) != PCN_OK) return st;
     reparam(k_h, k_w, k7, out, C, KV, KW);
     return pcn_ok(err);
 }
@@ -574,63 +610,6 @@ pcn_status pcn_parc(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, 
     execute(k, &j, &p, base);
     free(owned);
     return pcn_ok(err);
-}
-
-/* ------------------------------------------------------------------ positional forms (clause 16.5) */
-
-static pcn_shape4 shape4(size_t N, size_t C, size_t H, size_t W) {
-    pcn_shape4 s;
-    s.n = N;
-    s.c = C;
-    s.h = H;
-    s.w = W;
-    return s;
-}
-static pcn_window window1(size_t KH, size_t KW, size_t PH, size_t PW) {
-    pcn_window w;
-    w.kh = KH;
-    w.kw = KW;
-    w.sh = w.sw = 1;
-    w.ph = PH;
-    w.pw = PW;
-    return w;
-}
-
-pcn_status pcn_dwconv2d(const float *PCN_RESTRICT x, const float *PCN_RESTRICT w, const float *PCN_RESTRICT bias,
-                        float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH,
-                        size_t PW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                        pcn_error *PCN_RESTRICT err) {
-    return pcn_depthwise(x, w, bias, y, shape4(N, C, H, W), window1(KH, KW, PH, PW), layout, opt, err);
-}
-size_t pcn_dwconv2d_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KH, size_t KW, size_t PH, size_t PW,
-                                   pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                                   pcn_error *PCN_RESTRICT err) {
-    return pcn_depthwise_workspace(shape4(N, C, H, W), window1(KH, KW, PH, PW), layout, opt, err);
-}
-pcn_status pcn_oversized_conv(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                              float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                              pcn_layout layout, const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
-    return pcn_oversized(x, k_h, k_w, y, shape4(N, C, H, W), KV, KW, layout, opt, err);
-}
-size_t pcn_oversized_conv_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW,
-                                         pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                                         pcn_error *PCN_RESTRICT err) {
-    return pcn_oversized_workspace(shape4(N, C, H, W), KV, KW, layout, opt, err);
-}
-pcn_status pcn_parc_spatial(const float *PCN_RESTRICT x, const float *PCN_RESTRICT k_h, const float *PCN_RESTRICT k_w,
-                            const float *PCN_RESTRICT k7, float *PCN_RESTRICT y, size_t N, size_t C, size_t H, size_t W,
-                            size_t KV, size_t KW, pcn_layout layout, const pcn_options *PCN_RESTRICT opt,
-                            pcn_error *PCN_RESTRICT err) {
-    return pcn_parc(x, k_h, k_w, k7, y, shape4(N, C, H, W), KV, KW, layout, opt, err);
-}
-size_t pcn_parc_spatial_workspace_size(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
-                                       const pcn_options *PCN_RESTRICT opt, pcn_error *PCN_RESTRICT err) {
-    return pcn_parc_workspace(shape4(N, C, H, W), KV, KW, layout, opt, err);
-}
-pcn_path pcn_parc_choose_path(size_t N, size_t C, size_t H, size_t W, size_t KV, size_t KW, pcn_layout layout,
-                              double *PCN_RESTRICT cost_separable, double *PCN_RESTRICT cost_dense) {
-    (void)layout; /* the cost model does not depend on it */
-    return pcn_parc_path(shape4(N, C, H, W), KV, KW, cost_separable, cost_dense);
 }
 
 /* ------------------------------------------------------------------ the model's spatial job */

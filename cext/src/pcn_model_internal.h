@@ -54,7 +54,8 @@ typedef struct pcn_tensor_ref {
     size_t begin, end;
     const void *data;
     int little;
-    int used; /* matched by the architecture check */
+    int used;     /* matched by the architecture check */
+    size_t index; /* position in the caller's array (pcn_model_from_reader) */
 } pcn_tensor_ref;
 
 typedef struct pcn_tensor_set {

@@ -18,13 +18,26 @@
  * The numerics of every step are those of the engine's C kernels (clause 15.3); the GEMMs are
  * gemm_impl.h's.
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* syscall(SYS_futex), clock_gettime */
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 #include "pcn_model_internal.h"
+
+/* The step barrier of a run (below): spin, then sleep on a futex. Linux with GCC/Clang atomics;
+ * elsewhere the OpenMP barrier (whose waiting is the OpenMP runtime's OMP_WAIT_POLICY). */
+#if defined(_OPENMP) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define PCN_STEP_BARRIER 1
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #define ALIGN          64
 #define ROWS_PER_UNIT  16 /* rows of a separate row operation per work unit */
@@ -60,6 +73,9 @@ struct pcn_plan {
     size_t scratch_floats;
     const float *x; /* the running call's input */
     int busy;
+    /* the step barrier: arrivals of the current generation, the generation, sleeping threads */
+    int bar_count, bar_gen, bar_sleepers;
+    double spin_seconds; /* how long a thread waits actively at a step barrier before it sleeps */
 };
 
 pcn_plan_options pcn_plan_options_default(void) {
@@ -435,9 +451,13 @@ static pcn_status plan_layout(const pcn_model *m, pcn_shape4 in, const pcn_plan_
                                 "%s: stage %zu needs oversized kernels of %zux%zu taps on its %zux%zu map; the C "
                                 "library takes at most %d (the oversized mode needs a smaller input)",
                                 op, i, L->KV[i], L->KW[i], h, w, PCN_MAX_KERNEL);
-            L->path[i] = o->path != PCN_PATH_AUTO ? o->path
-                                                  : pcn_parc_choose_path(in.n, m->info.dims[i], h, w, L->KV[i],
-                                                                         L->KW[i], PCN_NHWC, NULL, NULL);
+            if (o->path != PCN_PATH_AUTO) {
+                L->path[i] = o->path;
+            } else {
+                pcn_shape4 sh;
+                sh.n = in.n, sh.c = m->info.dims[i], sh.h = h, sh.w = w;
+                L->path[i] = pcn_parc_path(sh, L->KV[i], L->KW[i], NULL, NULL);
+            }
         }
     }
     return PCN_OK;
@@ -466,6 +486,11 @@ pcn_status pcn_plan_create(pcn_plan **PCN_RESTRICT out, const pcn_model *PCN_RES
     if (!model) return pcn_fail(err, PCN_ERR_NULL, "%s: model is NULL", op);
     if ((int)o.path < PCN_PATH_AUTO || (int)o.path > PCN_PATH_DENSE)
         return pcn_fail(err, PCN_ERR_ARG, "%s: options.path = %d is not a pcn_path value", op, (int)o.path);
+    if (o.spin_us > 1000000)
+        return pcn_fail(err, PCN_ERR_ARG, "%s: options.spin_us = %d is more than 1000000 (one second)", op, o.spin_us);
+    if (o.max_threads > PCN_MAX_THREADS)
+        return pcn_fail(err, PCN_ERR_ARG, "%s: options.max_threads = %d is more than PCN_MAX_THREADS = %d", op,
+                        o.max_threads, PCN_MAX_THREADS);
     if ((st = plan_layout(model, input, &o, &L, err)) != PCN_OK) return st;
     {
         pcn_options to = pcn_options_default();
@@ -568,6 +593,7 @@ pcn_status pcn_plan_create(pcn_plan **PCN_RESTRICT out, const pcn_model *PCN_RES
         }
     }
     p->scratch_floats = scratch;
+    p->spin_seconds = 1e-6 * (o.spin_us == 0 ? PCN_PLAN_SPIN_US : o.spin_us < 0 ? 0 : o.spin_us);
     p->info.input = input;
     p->info.num_classes = model->info.num_classes;
     p->info.max_threads = threads;
@@ -604,6 +630,57 @@ static void image_row(const pcn_plan *p, size_t u) {
     }
 }
 
+#ifdef PCN_STEP_BARRIER
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Waits until all nth threads of the run have arrived (spec clause 16.3: a barrier after each
+ * step). A waiting thread checks for the last arrival during p->spin_seconds, then sleeps on a
+ * futex: threads that spin long against a machine's other processes keep a descheduled team
+ * member from running, threads that sleep at once pay a wake-up at every step (README). The
+ * generation counter orders everything: the last thread resets the count, then publishes the
+ * next generation (sequentially consistent with the sleepers count, so a thread that goes to
+ * sleep either sees the new generation or is woken). */
+static void step_barrier(pcn_plan *p, int nth) {
+    const int gen = __atomic_load_n(&p->bar_gen, __ATOMIC_ACQUIRE);
+    double until;
+    int i;
+    if (__atomic_add_fetch(&p->bar_count, 1, __ATOMIC_ACQ_REL) == nth) {
+        __atomic_store_n(&p->bar_count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&p->bar_gen, gen + 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&p->bar_sleepers, __ATOMIC_SEQ_CST))
+            syscall(SYS_futex, &p->bar_gen, FUTEX_WAKE_PRIVATE, nth, NULL, NULL, 0);
+        return;
+    }
+    until = p->spin_seconds > 0 ? seconds_now() + p->spin_seconds : 0;
+    for (i = 1; p->spin_seconds > 0; i++) {
+        if (__atomic_load_n(&p->bar_gen, __ATOMIC_ACQUIRE) != gen) return;
+        cpu_relax();
+        if ((i & 63) == 0 && seconds_now() > until) break;
+    }
+    __atomic_add_fetch(&p->bar_sleepers, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&p->bar_gen, __ATOMIC_SEQ_CST) == gen)
+        syscall(SYS_futex, &p->bar_gen, FUTEX_WAIT_PRIVATE, gen, NULL, NULL, 0);
+    __atomic_sub_fetch(&p->bar_sleepers, 1, __ATOMIC_SEQ_CST);
+}
+#define STEP_NOWAIT nowait
+#define STEP_END()  step_barrier(p, nth)
+#else
+#define STEP_NOWAIT
+#define STEP_END() /* the implicit barrier of the omp for */
+#endif
+
 /* The steps, run by every thread of the team (tid of nth); a barrier ends each step. */
 static void run_steps(pcn_plan *p, int tid, int nth) {
     const pcn_model *m = p->model;
@@ -616,51 +693,58 @@ static void run_steps(pcn_plan *p, int tid, int nth) {
         switch (st->kind) {
         case STEP_IMAGE:
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) STEP_NOWAIT
 #endif
             for (u = 0; u < units; u++) image_row(p, (size_t)u);
+            STEP_END();
             break;
         case STEP_GEMM:
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) STEP_NOWAIT
 #endif
             for (u = 0; u < units; u++) m->gemm->unit(&st->gemm, (size_t)u, scratch);
+            STEP_END();
             break;
         case STEP_ROWS:
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) STEP_NOWAIT
 #endif
             for (u = 0; u < units; u++) {
                 const ptrdiff_t r0 = (ptrdiff_t)u * ROWS_PER_UNIT;
                 m->gemm->rows(&st->gemm, r0, r0 + ROWS_PER_UNIT < st->gemm.M ? r0 + ROWS_PER_UNIT : st->gemm.M);
             }
+            STEP_END();
             break;
         case STEP_SPATIAL: {
             /* static contiguous shares: the kernels pack each channel slab's weights once per share */
             const size_t chunk = st->units / (size_t)nth, rem = st->units % (size_t)nth, t = (size_t)tid;
             const size_t u0 = t * chunk + (t < rem ? t : rem), u1 = u0 + chunk + (t < rem ? 1 : 0);
             if (u1 > u0) m->conv->run(&st->conv, u0, u1, scratch);
-#ifdef _OPENMP
+#ifdef PCN_STEP_BARRIER
+            step_barrier(p, nth);
+#elif defined(_OPENMP)
 #pragma omp barrier
 #endif
             break;
         }
         case STEP_CHAIN:
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) STEP_NOWAIT
 #endif
             for (u = 0; u < units; u++) {
                 m->gemm->unit(&st->chain[0], (size_t)u, scratch);
                 m->gemm->unit(&st->chain[1], (size_t)u, scratch);
                 m->gemm->unit(&st->chain[2], (size_t)u, scratch);
             }
+            STEP_END();
             break;
         case STEP_POOL:
         case STEP_CLASSIFY:
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) STEP_NOWAIT
 #endif
             for (u = 0; u < units; u++) m->fused->run(&st->fjob, (size_t)u, (size_t)u + 1);
+            STEP_END();
             break;
         default: break;
         }

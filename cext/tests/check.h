@@ -1,6 +1,6 @@
 /*
  * check.h - what the C test programs share (spec clauses 12 and 16): the assertion counter, a
- * seeded random generator, random buffers, per-call options and a naive Fortran sgemm.
+ * seeded random generator, random buffers, per-call options, shapes and windows.
  * CHECK(cond, fmt, ...) counts a check and, when cond is false, prints the file, line and message
  * and counts a failure; a test program ends with CHECK_SUMMARY() as its exit status. A program
  * may define CHECK_SEED before including this file to draw other data.
@@ -58,21 +58,20 @@ static inline pcn_options opts(pcn_isa isa, int threads) {
     return o;
 }
 
-/* A naive Fortran-77 sgemm (column-major), float accumulation in ascending k like a BLAS kernel. */
-static inline void naive_sgemm(const char *ta, const char *tb, const int *m, const int *n, const int *k,
-                               const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
-                               const float *beta, float *c, const int *ldc) {
-    int i, j, l;
-    for (j = 0; j < *n; j++)
-        for (i = 0; i < *m; i++) {
-            float s = 0.0f;
-            for (l = 0; l < *k; l++) {
-                const float av = *ta == 'N' ? a[i + l * *lda] : a[l + i * *lda];
-                const float bv = *tb == 'N' ? b[l + j * *ldb] : b[j + l * *ldb];
-                s += av * bv;
-            }
-            c[i + j * *ldc] = *alpha * s + (*beta != 0.0f ? *beta * c[i + j * *ldc] : 0.0f);
-        }
+/* Shapes and windows of the struct-form entry points. */
+static inline pcn_shape4 s4(size_t n, size_t c, size_t h, size_t w) {
+    pcn_shape4 s;
+    s.n = n, s.c = c, s.h = h, s.w = w;
+    return s;
+}
+static inline pcn_window pwin(size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw) {
+    pcn_window v;
+    v.kh = kh, v.kw = kw, v.sh = sh, v.sw = sw, v.ph = ph, v.pw = pw;
+    return v;
+}
+/* A stride-1 window (the depthwise convolutions). */
+static inline pcn_window win1(size_t kh, size_t kw, size_t ph, size_t pw) {
+    return pwin(kh, kw, 1, 1, ph, pw);
 }
 
 #endif

@@ -157,15 +157,15 @@ static void fuzz_conv(int entry) {
             win.kh = KH, win.kw = KW, win.sh = coin(95) ? 1 : below(3), win.sw = 1, win.ph = PH, win.pw = PW;
             st = pcn_depthwise(coin(3) ? NULL : x, w, coin(50) ? k2 : NULL, y, sh, win, layout, &o, &e);
         } else {
-            st = pcn_dwconv2d(coin(3) ? NULL : x, w, coin(50) ? k2 : NULL, y, N, C, H, W, KH, KW, PH, PW, layout, &o,
-                              &e);
+            st = pcn_depthwise(coin(3) ? NULL : x, w, coin(50) ? k2 : NULL, y, s4(N, C, H, W), win1(KH, KW, PH, PW),
+                               layout, &o, &e);
         }
         break;
-    case 1: st = pcn_oversized_conv(x, w, k2, coin(3) ? NULL : y, N, C, H, W, KH, KW, layout, &o, &e); break;
+    case 1: st = pcn_oversized(x, w, k2, coin(3) ? NULL : y, s4(N, C, H, W), KH, KW, layout, &o, &e); break;
     case 2: {
         const size_t kv = KH | 1, kw = KW | 1;
         float *k7 = fbuf(elems(C, 49, 1, 1));
-        st = pcn_parc_spatial(x, w, k2, k7, y, N, C, H, W, hostile && KH == 0 ? 0 : kv, kw, layout, &o, &e);
+        st = pcn_parc(x, w, k2, k7, y, s4(N, C, H, W), hostile && KH == 0 ? 0 : kv, kw, layout, &o, &e);
         free(k7);
         break;
     }
@@ -181,11 +181,11 @@ static void fuzz_conv(int entry) {
         size_t r;
         double cs, cd;
         pcn_error e2;
-        r = pcn_oversized_conv_workspace_size(N, C, H, W, KH, KW, layout, &o, &e2);
-        r += pcn_parc_spatial_workspace_size(N, C, H, W, KH | 1, KW | 1, layout, &o, &e2);
-        r = pcn_dwconv2d_workspace_size(N, C, H, W, KH, KW, PH, PW, layout, coin(20) ? NULL : &o, &e);
+        r = pcn_oversized_workspace(s4(N, C, H, W), KH, KW, layout, &o, &e2);
+        r += pcn_parc_workspace(s4(N, C, H, W), KH | 1, KW | 1, layout, &o, &e2);
+        r = pcn_depthwise_workspace(s4(N, C, H, W), win1(KH, KW, PH, PW), layout, coin(20) ? NULL : &o, &e);
         st = r ? PCN_OK : e.code;
-        (void)pcn_parc_choose_path(N, C, H, W, KH, KW, layout, coin(50) ? &cs : NULL, &cd);
+        (void)pcn_parc_path(s4(N, C, H, W), KH, KW, coin(50) ? &cs : NULL, &cd);
         (void)r;
         break;
     }
@@ -256,18 +256,27 @@ static void fuzz_fused(int entry) {
         const size_t oh = hh + 2 * ph >= kh ? (hh + 2 * ph - kh) / (sh ? sh : 1) + 1 : 0;
         const size_t ow = ww + 2 * pw >= kw ? (ww + 2 * pw - kw) / sw + 1 : 0;
         float *xx = fbuf(n * c * hh * ww), *cols = fbuf(elems(n * oh, ow, kh * kw * c + 1, 1));
-        st = pcn_im2col(xx, cols, n, c, hh, ww, kh, kw, sh, sw, ph, pw, (pcn_layout)below(2), (int)below(2), &o, &e);
+        st = pcn_patches(xx, cols, s4(n, c, hh, ww), pwin(kh, kw, sh, sw, ph, pw), (pcn_layout)below(2), (int)below(2),
+                         &o, &e);
         free(xx), free(cols);
         if (hostile) must_fail(13, st, "a kernel of 256 or a stride of 0");
         break;
     }
-    default: {
-        const size_t M = hostile ? rows : small(20), N = small(20), KK = hostile ? K : small(20);
-        float *a = fbuf(elems(M, KK, 1, 1)), *b = fbuf(elems(KK, N + KK, 1, 1)), *c = fbuf(elems(M, N, 1, 1));
-        st = pcn_gemm(coin(3) ? NULL : naive_sgemm, a, KK, b, coin(50) ? N : KK, 0, c, N, M, N, KK, &o, &e);
-        free(a), free(b), free(c);
+    default: { /* the output-shape queries a binding sizes its arrays with */
+        pcn_shape4 in = s4(small(3), C, small(9), small(9)), got;
+        pcn_window w = pwin(small(5), small(5), 1, 1, below(3), below(3));
+        size_t r = 0, c = 0;
+        if (hostile) w.kh = coin(50) ? 0 : 256;
+        switch (below(3)) {
+        case 0: st = pcn_depthwise_shape(in, w, coin(3) ? NULL : &got, &e); break;
+        case 1: st = pcn_oversized_shape(in, w.kh, w.kw, coin(3) ? NULL : &got, &e); break;
+        default:
+            w.sh = hostile && coin(50) ? 0 : small(3);
+            st = pcn_patches_shape(in, w, (int)below(3), &r, coin(3) ? NULL : &c, &e);
+            break;
+        }
         check_status(entry, st, &e);
-        if (M == 0 || M > 100000 || KK == 0 || KK > 100000) must_fail(entry, st, "a hostile size");
+        if (hostile) must_fail(entry, st, "a kernel of 0 or 256");
         free(x), free(y), free(s), free(v), free(v2), free(h);
         return;
     }
@@ -442,6 +451,15 @@ static void fuzz_model(int entry) {
     free(d);
 }
 
+/* pcn_model_from_reader's reader over the fuzzed array: the tensor's data (at least `bytes`: the
+ * dtypes drawn are never wider than the float32 data), or a failure now and then. */
+static int fuzz_read(void *context, size_t index, void *data, size_t bytes) {
+    const pcn_tensor *t = (const pcn_tensor *)context;
+    if (!t[index].data || coin(2)) return -1;
+    memcpy(data, t[index].data, bytes);
+    return 0;
+}
+
 static void fuzz_tensors(int entry) {
     static const size_t depths[4] = {1, 0, 1, 1}, dims[4] = {4, 6, 8, 10}, kernels[4] = {5, 3, 3, 1};
     st_model sm;
@@ -477,7 +495,11 @@ static void fuzz_tensors(int entry) {
         default: v->name = t[below(n)].name; break;
         }
     }
-    st = pcn_model_from_tensors(&m, coin(2) ? NULL : t, coin(5) ? n + 2 : n - below(2), NULL, &e);
+    if (coin(50))
+        st = pcn_model_from_tensors(&m, coin(2) ? NULL : t, coin(5) ? n + 2 : n - below(2), NULL, &e);
+    else
+        st = pcn_model_from_reader(&m, coin(2) ? NULL : t, coin(5) ? n + 2 : n - below(2), coin(2) ? NULL : fuzz_read,
+                                   t, NULL, &e);
     check_status(entry, st, &e);
     if (st != PCN_OK && m != NULL) {
         fprintf(stderr, "FINDING pcn_model_from_tensors: *out not NULL after an error\n");
@@ -540,11 +562,11 @@ int main(int argc, char **argv) {
     g_valid = st_write(sm.t, sm.n, &g_valid_size);
     st_model_free(&sm);
     {
-        static const char *names[] = {"pcn_dwconv2d",
-                                      "pcn_oversized_conv",
-                                      "pcn_parc_spatial",
+        static const char *names[] = {"pcn_depthwise",
+                                      "pcn_oversized",
+                                      "pcn_parc",
                                       "pcn_reparameterize",
-                                      "workspace/choose_path",
+                                      "workspace/parc_path",
                                       "pcn_erf",
                                       "pcn_bias_gelu",
                                       "pcn_gate",
@@ -553,13 +575,13 @@ int main(int argc, char **argv) {
                                       "pcn_residual_norm",
                                       "pcn_layer_norm",
                                       "pcn_head",
-                                      "pcn_im2col",
-                                      "pcn_gemm",
+                                      "pcn_patches",
+                                      "shape queries",
                                       "pcn_gemm_pack/packed",
                                       "pcn_model_load",
                                       "pcn_plan_create",
                                       "pcn_plan_run",
-                                      "pcn_model_from_tensors",
+                                      "pcn_model_from_*",
                                       "pcn_ppm/image"};
         for (a = 0; a < 21; a++) g_names[a] = names[a];
     }

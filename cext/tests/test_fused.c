@@ -300,7 +300,7 @@ static void test_im2col(size_t N, size_t C, size_t H, size_t W, size_t K, size_t
         pcn_error e;
         pcn_options o = opts(PCN_ISA_AUTO, 2);
         size_t n, oy, ox, c, ky, kx, bad = 0;
-        CHECK(pcn_im2col(x, cols, N, C, H, W, K, K, S, S, P, P, (pcn_layout)layout, bias, &o, &e) == PCN_OK,
+        CHECK(pcn_patches(x, cols, s4(N, C, H, W), pwin(K, K, S, S, P, P), (pcn_layout)layout, bias, &o, &e) == PCN_OK,
               "im2col: %s", e.message);
         for (n = 0; n < N; n++)
             for (oy = 0; oy < OH; oy++)
@@ -326,40 +326,6 @@ static void test_im2col(size_t N, size_t C, size_t H, size_t W, size_t K, size_t
     }
     free(x);
     free(cols);
-}
-
-/* ---------------------------------------------------------- GEMM driver */
-
-static void test_gemm(size_t M, size_t N, size_t K, int bt) {
-    const size_t lda = K + 1, ldb = (bt ? K : N) + 2, ldc = N + 3;
-    float *a = rand_buf(M * lda, 1.0f), *b = rand_buf((bt ? N : K) * ldb, 1.0f), *c[2];
-    int t;
-    size_t i, j, l;
-    for (t = 0; t < 2; t++) {
-        pcn_options o = opts(PCN_ISA_AUTO, t + 1);
-        pcn_error e;
-        c[t] = (float *)malloc(M * ldc * sizeof(float));
-        CHECK(pcn_gemm(naive_sgemm, a, lda, b, ldb, bt, c[t], ldc, M, N, K, &o, &e) == PCN_OK, "gemm: %s", e.message);
-    }
-    for (i = 0; i < M; i++) {
-        CHECK(memcmp(c[0] + i * ldc, c[1] + i * ldc, N * sizeof(float)) == 0, "gemm M%zu N%zu K%zu: threads differ", M,
-              N, K);
-        for (j = 0; j < N; j++) {
-            double s = 0, m = 0;
-            for (l = 0; l < K; l++) {
-                const double p = (double)a[i * lda + l] * (bt ? b[j * ldb + l] : b[l * ldb + j]);
-                s += p;
-                m += fabs(p);
-            }
-            CHECK(fabs(c[0][i * ldc + j] - s) <= 4.0 * sqrt((double)K) * U * m + FLT_MIN,
-                  "gemm M%zu N%zu K%zu bt%d (%zu,%zu): got %.9g want %.9g", M, N, K, bt, i, j,
-                  (double)c[0][i * ldc + j], s);
-        }
-    }
-    free(a);
-    free(b);
-    free(c[0]);
-    free(c[1]);
 }
 
 /* ---------------------------------------------------------- errors */
@@ -389,19 +355,13 @@ static void test_errors(void) {
     o.isa = PCN_ISA_AVX2;
 #endif
     CHECK(pcn_erf(buf, buf + 8, 4, &o, &e) == PCN_ERR_ISA, "foreign isa: %s", e.message);
-    CHECK(pcn_im2col(buf, buf + 32, 1, 1, 2, 2, 5, 5, 1, 1, 0, 0, PCN_NHWC, 0, NULL, &e) == PCN_ERR_SHAPE &&
+    CHECK(pcn_patches(buf, buf + 32, s4(1, 1, 2, 2), pwin(5, 5, 1, 1, 0, 0), PCN_NHWC, 0, NULL, &e) == PCN_ERR_SHAPE &&
               strstr(e.message, "does not fit") != NULL,
           "im2col kernel too big: %s", e.message);
-    CHECK(pcn_im2col(buf, buf + 32, 1, 1, 2, 2, 1, 1, 0, 1, 0, 0, PCN_NHWC, 0, NULL, &e) == PCN_ERR_SHAPE,
+    CHECK(pcn_patches(buf, buf + 32, s4(1, 1, 2, 2), pwin(1, 1, 0, 1, 0, 0), PCN_NHWC, 0, NULL, &e) == PCN_ERR_SHAPE,
           "im2col stride 0: %s", e.message);
-    CHECK(pcn_im2col(buf, buf + 32, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0, PCN_NHWC, 2, NULL, &e) == PCN_ERR_ARG,
+    CHECK(pcn_patches(buf, buf + 32, s4(1, 1, 2, 2), pwin(1, 1, 1, 1, 0, 0), PCN_NHWC, 2, NULL, &e) == PCN_ERR_ARG,
           "im2col bias_column 2: %s", e.message);
-    CHECK(pcn_gemm(NULL, buf, 2, par, 2, 0, out, 2, 2, 2, 2, NULL, &e) == PCN_ERR_NULL, "gemm NULL sgemm: %s",
-          e.message);
-    CHECK(pcn_gemm(naive_sgemm, buf, 2, par, 2, 0, out, 2, (size_t)INT_MAX + 1, 2, 2, NULL, &e) == PCN_ERR_OVERFLOW,
-          "gemm M > INT_MAX: %s", e.message);
-    CHECK(pcn_gemm(naive_sgemm, buf, 1, par, 2, 0, out, 2, 2, 2, 2, NULL, &e) == PCN_ERR_SHAPE, "gemm lda < K: %s",
-          e.message);
     CHECK(pcn_erf(buf, buf + 8, 4, NULL, NULL) == PCN_OK, "NULL err pointer must be accepted");
 }
 
@@ -420,10 +380,6 @@ int main(void) {
     test_im2col(1, 3, 9, 11, 7, 4, 2, 1);
     test_im2col(2, 5, 6, 5, 3, 2, 1, 0);
     test_im2col(1, 2, 3, 3, 3, 2, 1, 1);
-    test_gemm(1, 1, 1, 0);
-    test_gemm(70, 9, 33, 1);    /* one thread: below PCN_GEMM_MIN_MACS per thread */
-    test_gemm(301, 40, 64, 1);  /* rows split over two threads */
-    test_gemm(5, 1100, 100, 0); /* columns split */
     test_errors();
     return CHECK_SUMMARY();
 }

@@ -154,7 +154,8 @@ static void test_dense(int N, int C, int H, int W, int KH, int KW, int PH, int P
                 snprintf(what, sizeof what, "dwconv2d N%d C%d H%d W%d K%dx%d P%d,%d bias%d %s%s %s t%d", N, C, H, W, KH,
                          KW, PH, PW, with_bias, layout ? "NHWC" : "NCHW", o.nchw_kernel == 2 ? "(slab)" : "",
                          pcn_isa_name(o.isa), t);
-                CHECK(pcn_dwconv2d(xin, w, b, y, N, C, H, W, KH, KW, PH, PW, (pcn_layout)layout, &o, &e) == PCN_OK,
+                CHECK(pcn_depthwise(xin, w, b, y, s4(N, C, H, W), win1(KH, KW, PH, PW), (pcn_layout)layout, &o, &e) ==
+                          PCN_OK,
                       "%s: %s", what, e.message);
                 for (k = ny; k < ny + 16; k++) CHECK(y[k] == 12345.0f, "%s: wrote past the output", what);
                 compare(what, y, ref, mag, N, C, OH, OW, layout, (double)(KH * KW));
@@ -208,8 +209,8 @@ static void test_sep(int N, int C, int H, int W, int KV, int KW, int parc) {
                     snprintf(what, sizeof what, "%s N%d C%d H%d W%d KV%d KW%d path%d %s%s %s t%d",
                              parc ? "parc_spatial" : "oversized_conv", N, C, H, W, KV, KW, path,
                              layout ? "NHWC" : "NCHW", o.nchw_kernel == 2 ? "(slab)" : "", pcn_isa_name(o.isa), t);
-                    st = parc ? pcn_parc_spatial(xin, kh, kw, k7, y, N, C, H, W, KV, KW, (pcn_layout)layout, &o, &e)
-                              : pcn_oversized_conv(xin, kh, kw, y, N, C, H, W, KV, KW, (pcn_layout)layout, &o, &e);
+                    st = parc ? pcn_parc(xin, kh, kw, k7, y, s4(N, C, H, W), KV, KW, (pcn_layout)layout, &o, &e)
+                              : pcn_oversized(xin, kh, kw, y, s4(N, C, H, W), KV, KW, (pcn_layout)layout, &o, &e);
                     CHECK(st == PCN_OK, "%s: %s", what, e.message);
                     for (k = ny; k < ny + 16; k++) CHECK(y[k] == 12345.0f, "%s: wrote past the output", what);
                     compare(what, y, ref, mag, N, C, OH, OW, layout, (double)(KV + KW + (parc ? 49 : 0)));
@@ -270,53 +271,65 @@ static void test_errors(void) {
     pcn_error e;
     pcn_options o = pcn_options_default();
     memset(buf, 0, sizeof buf);
-    CHECK(pcn_dwconv2d(NULL, buf, NULL, buf + 200, 1, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, NULL, &e) == PCN_ERR_NULL &&
+    CHECK(pcn_depthwise(NULL, buf, NULL, buf + 200, s4(1, 1, 4, 4), win1(3, 3, 1, 1), PCN_NCHW, NULL, &e) ==
+                  PCN_ERR_NULL &&
               e.code == PCN_ERR_NULL && strstr(e.message, "x") != NULL,
           "null x: %s", e.message);
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 0, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE,
+    CHECK(pcn_depthwise(buf, buf, NULL, buf + 100, s4(0, 1, 4, 4), win1(3, 3, 1, 1), PCN_NCHW, NULL, &e) ==
+              PCN_ERR_SHAPE,
           "N=0: %s", e.message);
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 256, 3, 1, 1, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE,
+    CHECK(pcn_depthwise(buf, buf, NULL, buf + 100, s4(1, 1, 4, 4), win1(256, 3, 1, 1), PCN_NCHW, NULL, &e) ==
+              PCN_ERR_SHAPE,
           "KH=256: %s", e.message);
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 2, 2, 7, 7, 0, 0, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE &&
+    CHECK(pcn_depthwise(buf, buf, NULL, buf + 100, s4(1, 1, 2, 2), win1(7, 7, 0, 0), PCN_NCHW, NULL, &e) ==
+                  PCN_ERR_SHAPE &&
               strstr(e.message, "does not fit") != NULL,
           "empty output: %s", e.message);
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 3, 3, 1, 1, (pcn_layout)7, NULL, &e) == PCN_ERR_ARG,
+    CHECK(pcn_depthwise(buf, buf, NULL, buf + 100, s4(1, 1, 4, 4), win1(3, 3, 1, 1), (pcn_layout)7, NULL, &e) ==
+              PCN_ERR_ARG,
           "bad layout: %s", e.message);
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, (size_t)1 << 40, (size_t)1 << 40, 4, 4, 3, 3, 1, 1, PCN_NCHW, NULL,
-                       &e) == PCN_ERR_OVERFLOW,
+    CHECK(pcn_depthwise(buf, buf, NULL, buf + 100, s4((size_t)1 << 40, (size_t)1 << 40, 4, 4), win1(3, 3, 1, 1),
+                        PCN_NCHW, NULL, &e) == PCN_ERR_OVERFLOW,
           "overflow: %s", e.message);
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 3, 3, (size_t)-1 / 2, 1, PCN_NCHW, NULL, &e) ==
+    CHECK(pcn_depthwise(buf, buf, NULL, buf + 100, s4(1, 1, 4, 4), win1(3, 3, (size_t)-1 / 2, 1), PCN_NCHW, NULL, &e) ==
               PCN_ERR_OVERFLOW,
           "huge padding: %s", e.message);
     o.nchw_kernel = 3;
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, &o, &e) == PCN_ERR_ARG,
+    CHECK(pcn_depthwise(buf, buf, NULL, buf + 100, s4(1, 1, 4, 4), win1(3, 3, 1, 1), PCN_NCHW, &o, &e) == PCN_ERR_ARG,
           "bad nchw_kernel: %s", e.message);
     o.nchw_kernel = 0;
     o.isa = (pcn_isa)99;
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, &o, &e) == PCN_ERR_ARG,
+    CHECK(pcn_depthwise(buf, buf, NULL, buf + 100, s4(1, 1, 4, 4), win1(3, 3, 1, 1), PCN_NCHW, &o, &e) == PCN_ERR_ARG,
           "bad isa: %s", e.message);
     o.isa = PCN_ISA_NEON;
 #if defined(__aarch64__)
     o.isa = PCN_ISA_AVX2;
 #endif
-    CHECK(pcn_dwconv2d(buf, buf, NULL, buf + 100, 1, 1, 4, 4, 3, 3, 1, 1, PCN_NCHW, &o, &e) == PCN_ERR_ISA,
+    CHECK(pcn_depthwise(buf, buf, NULL, buf + 100, s4(1, 1, 4, 4), win1(3, 3, 1, 1), PCN_NCHW, &o, &e) == PCN_ERR_ISA,
           "foreign isa: %s", e.message);
     o = pcn_options_default();
     o.path = (pcn_path)5;
-    CHECK(pcn_parc_spatial(buf, buf, buf, buf, buf + 100, 1, 1, 4, 4, 7, 7, PCN_NCHW, &o, &e) == PCN_ERR_ARG,
+    CHECK(pcn_parc(buf, buf, buf, buf, buf + 100, s4(1, 1, 4, 4), 7, 7, PCN_NCHW, &o, &e) == PCN_ERR_ARG,
           "bad path: %s", e.message);
-    CHECK(pcn_parc_spatial(buf, buf, buf, buf, buf + 100, 1, 1, 4, 4, 8, 7, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE &&
+    CHECK(pcn_parc(buf, buf, buf, buf, buf + 100, s4(1, 1, 4, 4), 8, 7, PCN_NCHW, NULL, &e) == PCN_ERR_SHAPE &&
               strstr(e.message, "odd") != NULL,
           "even K parc: %s", e.message);
     CHECK(pcn_reparameterize(buf, buf, buf, buf + 100, 1, 7, 6, &e) == PCN_ERR_SHAPE, "even K reparam: %s", e.message);
     CHECK(pcn_reparameterize(buf, buf, NULL, buf + 100, 1, 7, 7, &e) == PCN_ERR_NULL, "null k7: %s", e.message);
-    CHECK(pcn_oversized_conv(buf, buf, buf, buf + 100, 1, 1, 4, 4, 0, 3, PCN_NHWC, NULL, &e) == PCN_ERR_SHAPE,
-          "K=0: %s", e.message);
-    CHECK(pcn_oversized_conv(buf, buf, buf, buf + 100, 1, 1, 4, 4, 3, 3, PCN_NHWC, NULL, NULL) == PCN_OK,
+    {
+        pcn_shape4 r;
+        CHECK(pcn_reparameterize_shape(3, 5, 9, &r, &e) == PCN_OK && r.n == 3 && r.c == 1 && r.h == 7 && r.w == 9,
+              "reparameterize shape: %s", e.message);
+        CHECK(pcn_reparameterize_shape(3, 257, 9, &r, &e) == PCN_ERR_SHAPE, "reparameterize shape K 257");
+        CHECK(pcn_reparameterize_shape(0, 5, 9, &r, &e) == PCN_ERR_SHAPE, "reparameterize shape C 0");
+    }
+    CHECK(pcn_oversized(buf, buf, buf, buf + 100, s4(1, 1, 4, 4), 0, 3, PCN_NHWC, NULL, &e) == PCN_ERR_SHAPE, "K=0: %s",
+          e.message);
+    CHECK(pcn_oversized(buf, buf, buf, buf + 100, s4(1, 1, 4, 4), 3, 3, PCN_NHWC, NULL, NULL) == PCN_OK,
           "NULL err pointer must be accepted");
     /* caller workspace: too small, then exact */
     {
-        size_t need = pcn_parc_spatial_workspace_size(2, 5, 9, 9, 17, 17, PCN_NHWC, NULL, &e);
+        size_t need = pcn_parc_workspace(s4(2, 5, 9, 9), 17, 17, PCN_NHWC, NULL, &e);
         unsigned char *ws = (unsigned char *)malloc(need);
         float *x = rand_buf(2 * 5 * 81, 1.0f), *kh = rand_buf(5 * 17, 1.0f), *kw = rand_buf(5 * 17, 1.0f),
               *k7 = rand_buf(5 * 49, 1.0f);
@@ -325,13 +338,12 @@ static void test_errors(void) {
         o = pcn_options_default();
         o.workspace = ws;
         o.workspace_bytes = 16;
-        CHECK(pcn_parc_spatial(x, kh, kw, k7, y1, 2, 5, 9, 9, 17, 17, PCN_NHWC, &o, &e) == PCN_ERR_NOMEM,
+        CHECK(pcn_parc(x, kh, kw, k7, y1, s4(2, 5, 9, 9), 17, 17, PCN_NHWC, &o, &e) == PCN_ERR_NOMEM,
               "small workspace: %s", e.message);
         o.workspace_bytes = need;
-        CHECK(pcn_parc_spatial(x, kh, kw, k7, y1, 2, 5, 9, 9, 17, 17, PCN_NHWC, &o, &e) == PCN_OK,
-              "caller workspace: %s", e.message);
-        CHECK(pcn_parc_spatial(x, kh, kw, k7, y2, 2, 5, 9, 9, 17, 17, PCN_NHWC, NULL, &e) == PCN_OK, "own: %s",
+        CHECK(pcn_parc(x, kh, kw, k7, y1, s4(2, 5, 9, 9), 17, 17, PCN_NHWC, &o, &e) == PCN_OK, "caller workspace: %s",
               e.message);
+        CHECK(pcn_parc(x, kh, kw, k7, y2, s4(2, 5, 9, 9), 17, 17, PCN_NHWC, NULL, &e) == PCN_OK, "own: %s", e.message);
         CHECK(memcmp(y1, y2, sizeof y1) == 0, "caller workspace changes the result");
         free(ws);
         free(x);
@@ -339,23 +351,23 @@ static void test_errors(void) {
         free(kw);
         free(k7);
     }
-    CHECK(pcn_dwconv2d_workspace_size(1, 1, 4, 4, 300, 3, 0, 0, PCN_NCHW, NULL, &e) == 0 && e.code == PCN_ERR_SHAPE,
+    CHECK(pcn_depthwise_workspace(s4(1, 1, 4, 4), win1(300, 3, 0, 0), PCN_NCHW, NULL, &e) == 0 &&
+              e.code == PCN_ERR_SHAPE,
           "workspace query of a bad shape: %s", e.message);
 }
 
 static void test_cost_model(void) {
     double s, d;
     /* stage 0 of tiny: the dense kernel needs ~20x the valid MACs: separable must win */
-    CHECK(pcn_parc_choose_path(1, 64, 56, 56, 111, 111, PCN_NCHW, &s, &d) == PCN_PATH_SEPARABLE && d > 10 * s,
+    CHECK(pcn_parc_path(s4(1, 64, 56, 56), 111, 111, &s, &d) == PCN_PATH_SEPARABLE && d > 10 * s,
           "stage 0 cost model: sep %g dense %g", s, d);
-    CHECK(pcn_parc_choose_path(1, 64, 56, 56, 110, 111, PCN_NCHW, NULL, NULL) == PCN_PATH_AUTO, "even K accepted");
+    CHECK(pcn_parc_path(s4(1, 64, 56, 56), 110, 111, NULL, NULL) == PCN_PATH_AUTO, "even K accepted");
     /* the four stage shapes of parcnetv2_tiny: separable (measured 2-4x faster than dense) */
-    CHECK(pcn_parc_choose_path(8, 128, 28, 28, 55, 55, PCN_NHWC, NULL, NULL) == PCN_PATH_SEPARABLE, "stage 1");
-    CHECK(pcn_parc_choose_path(8, 320, 14, 14, 27, 27, PCN_NHWC, NULL, NULL) == PCN_PATH_SEPARABLE, "stage 2");
-    CHECK(pcn_parc_choose_path(8, 512, 7, 7, 13, 13, PCN_NHWC, NULL, NULL) == PCN_PATH_SEPARABLE, "stage 3");
+    CHECK(pcn_parc_path(s4(8, 128, 28, 28), 55, 55, NULL, NULL) == PCN_PATH_SEPARABLE, "stage 1");
+    CHECK(pcn_parc_path(s4(8, 320, 14, 14), 27, 27, NULL, NULL) == PCN_PATH_SEPARABLE, "stage 2");
+    CHECK(pcn_parc_path(s4(8, 512, 7, 7), 13, 13, NULL, NULL) == PCN_PATH_SEPARABLE, "stage 3");
     /* K = 3 on 32 x 32: the 7 x 7 dense kernel is one pass with fewer MACs (measured ~15% faster) */
-    CHECK(pcn_parc_choose_path(1, 64, 32, 32, 3, 3, PCN_NHWC, &s, &d) == PCN_PATH_DENSE && d < s,
-          "small K: sep %g dense %g", s, d);
+    CHECK(pcn_parc_path(s4(1, 64, 32, 32), 3, 3, &s, &d) == PCN_PATH_DENSE && d < s, "small K: sep %g dense %g", s, d);
 }
 
 int main(void) {

@@ -149,8 +149,20 @@ static void test_struct_forms(void) {
     y1 = (float *)malloc(2 * 3 * 9 * 7 * sizeof(float));
     y2 = (float *)malloc(2 * 3 * 9 * 7 * sizeof(float));
     CHECK(pcn_depthwise(x, wt, NULL, y1, s, w, PCN_NHWC, &o, &e) == PCN_OK, "depthwise: %s", e.message);
-    CHECK(pcn_dwconv2d(x, wt, NULL, y2, 2, 3, 9, 7, 3, 5, 1, 2, PCN_NHWC, &o, &e) == PCN_OK, "dwconv2d");
-    CHECK(memcmp(y1, y2, 2 * 3 * 9 * 7 * sizeof(float)) == 0, "positional and struct forms differ");
+    CHECK(pcn_depthwise(x, wt, NULL, y2, s4(2, 3, 9, 7), win1(3, 5, 1, 2), PCN_NHWC, &o, &e) == PCN_OK, "dwconv2d");
+    CHECK(memcmp(y1, y2, 2 * 3 * 9 * 7 * sizeof(float)) == 0, "struct literal and helper forms differ");
+    CHECK(pcn_oversized_shape(s, 4, 6, &out, &e) == PCN_OK && out.n == 2 && out.c == 3 && out.h == 10 && out.w == 8,
+          "oversized shape %zux%zu: %s", out.h, out.w, e.message);
+    CHECK(pcn_oversized_shape(s, 256, 3, &out, &e) == PCN_ERR_SHAPE && strstr(e.message, "256"), "oversized 256: %s",
+          e.message);
+    CHECK(pcn_oversized_shape(s, 3, 3, NULL, &e) == PCN_ERR_NULL, "oversized shape NULL");
+    o.threads = PCN_MAX_THREADS + 1;
+    CHECK(pcn_depthwise(x, wt, NULL, y1, s, w, PCN_NHWC, &o, &e) == PCN_ERR_ARG && strstr(e.message, "PCN_MAX_THREADS"),
+          "threads over the limit: %s", e.message);
+    CHECK(pcn_erf(x, y1, 4, &o, &e) == PCN_ERR_ARG, "erf threads over the limit: %s", e.message);
+    o.threads = PCN_MAX_THREADS;
+    CHECK(pcn_erf(x, y1, 4, &o, &e) == PCN_OK, "erf threads at the limit: %s", e.message);
+    o.threads = 0;
     w.sh = 2;
     CHECK(pcn_depthwise(x, wt, NULL, y1, s, w, PCN_NHWC, &o, &e) == PCN_ERR_ARG && strstr(e.message, "stride"),
           "depthwise stride 2: %s", e.message);
@@ -467,6 +479,88 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return d / s;
 }
 
+/* The reader of test_reader: tensors[index]'s float32 data, counting the calls per tensor. */
+typedef struct reader_ctx {
+    const st_model *sm;
+    size_t calls[512];
+    int fail_at; /* index whose read fails, or -1 */
+} reader_ctx;
+static int read_tensor_data(void *context, size_t index, void *data, size_t bytes) {
+    reader_ctx *r = (reader_ctx *)context;
+    r->calls[index]++;
+    if ((int)index == r->fail_at || bytes != r->sm->t[index].count * sizeof(float)) return 1;
+    memcpy(data, r->sm->t[index].data, bytes);
+    return 0;
+}
+
+/* pcn_model_from_reader: each tensor read exactly once, the model equal to pcn_model_from_tensors',
+ * a failing read refused with *out NULL. */
+static void test_reader(void) {
+    static const size_t dims[4] = {8, 16, 24, 32};
+    st_model sm;
+    reader_ctx r;
+    pcn_tensor *t;
+    pcn_model *a = NULL, *b = NULL;
+    pcn_error e;
+    pcn_shape4 in = {2, 3, 21, 17};
+    float *x = rand_buf(2 * 3 * 21 * 17, 1.0f), *ya, *yb;
+    size_t i, k, once = 0;
+    st_model_make(&sm, 4, DEPTHS, dims, KERNELS, 10, 9);
+    t = (pcn_tensor *)calloc(sm.n, sizeof *t);
+    for (i = 0; i < sm.n; i++) {
+        t[i].name = sm.t[i].name;
+        t[i].dtype = PCN_DTYPE_F32;
+        t[i].ndim = sm.t[i].ndim;
+        for (k = 0; k < sm.t[i].ndim; k++) t[i].shape[k] = sm.t[i].shape[k];
+        t[i].data = sm.t[i].data;
+    }
+    CHECK(pcn_model_from_tensors(&a, t, sm.n, NULL, &e) == PCN_OK, "from_tensors: %s", e.message);
+    for (i = 0; i < sm.n; i++) t[i].data = NULL; /* ignored by the reader form */
+    memset(&r, 0, sizeof r);
+    r.sm = &sm;
+    r.fail_at = -1;
+    CHECK(pcn_model_from_reader(&b, t, sm.n, read_tensor_data, &r, NULL, &e) == PCN_OK, "from_reader: %s", e.message);
+    for (i = 0; i < sm.n; i++) once += r.calls[i] == 1;
+    CHECK(once == sm.n, "each tensor read once: %zu of %zu", once, sm.n);
+    if (a && b) {
+        ya = run_model(a, in, x, 2, PCN_PATH_AUTO);
+        yb = run_model(b, in, x, 2, PCN_PATH_AUTO);
+        CHECK(memcmp(ya, yb, 2 * 10 * sizeof(float)) == 0, "reader and tensors models differ");
+        free(yb);
+        { /* the step barrier's two ways of waiting: sleep at once, spin a whole second */
+            static const int spins[2] = {-1, 1000000};
+            int q;
+            for (q = 0; q < 2; q++) {
+                pcn_plan_options po = pcn_plan_options_default();
+                pcn_plan *p = NULL;
+                float y[20];
+                po.max_threads = 3;
+                po.spin_us = spins[q];
+                CHECK(pcn_plan_create(&p, a, in, &po, &e) == PCN_OK, "plan spin %d: %s", spins[q], e.message);
+                CHECK(p && pcn_plan_run(p, x, 2 * 3 * 21 * 17, y, 20, 3, &e) == PCN_OK, "run spin %d", spins[q]);
+                CHECK(p && memcmp(y, ya, sizeof y) == 0, "spin %d changes the logits", spins[q]);
+                pcn_plan_free(p);
+            }
+        }
+        free(ya);
+    }
+    pcn_model_free(b);
+    b = (pcn_model *)&r;
+    r.fail_at = (int)(sm.n / 2);
+    CHECK(pcn_model_from_reader(&b, t, sm.n, read_tensor_data, &r, NULL, &e) == PCN_ERR_FILE && b == NULL &&
+              strstr(e.message, "reader"),
+          "failing reader: %s", e.message);
+    CHECK(pcn_model_from_reader(&b, t, sm.n, NULL, &r, NULL, &e) == PCN_ERR_NULL && b == NULL, "NULL reader");
+    t[0].shape[0]++; /* checked before anything is read */
+    memset(r.calls, 0, sizeof r.calls);
+    CHECK(pcn_model_from_reader(&b, t, sm.n, read_tensor_data, &r, NULL, &e) == PCN_ERR_WEIGHTS && r.calls[0] == 0,
+          "wrong shape: %s", e.message);
+    pcn_model_free(a);
+    free(t);
+    free(x);
+    st_model_free(&sm);
+}
+
 #ifdef HAVE_PTHREADS
 typedef struct caller {
     pcn_model *m;
@@ -601,6 +695,12 @@ static void test_modes_and_errors(void) {
             po.path = (pcn_path)9;
             CHECK(pcn_plan_create(&p, m, in, &po, &e) == PCN_ERR_ARG, "bad path");
             po.path = PCN_PATH_AUTO;
+            po.max_threads = PCN_MAX_THREADS + 1;
+            CHECK(pcn_plan_create(&p, m, in, &po, &e) == PCN_ERR_ARG && !p, "max_threads over the limit");
+            po.max_threads = 0;
+            po.spin_us = 1000001;
+            CHECK(pcn_plan_create(&p, m, in, &po, &e) == PCN_ERR_ARG && !p, "spin_us over a second");
+            po.spin_us = 0;
             CHECK(pcn_plan_create(&p, NULL, in, &po, &e) == PCN_ERR_NULL && !p, "model NULL");
         }
         pcn_model_free(m);
@@ -621,6 +721,7 @@ int main(void) {
     test_struct_forms();
     test_weights_files();
     test_modes_and_errors();
+    test_reader();
     for (ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
         if (!pcn_isa_available(isas[ii])) continue;
         for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++)

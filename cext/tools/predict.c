@@ -25,11 +25,14 @@
 #include "pcn_image.h"
 #include "pcn_model.h"
 
-#define MAX_FILE_BYTES ((size_t)1 << 34) /* 16 GiB: an input file larger than this is refused */
+#define PCN_PREDICT_STR2(x) #x
+#define PCN_PREDICT_STR(x)  PCN_PREDICT_STR2(x)
+#define MAX_FILE_BYTES      ((size_t)1 << 34) /* 16 GiB: an input file larger than this is refused */
 
 static const char *USAGE =
     "usage: pcn_predict [--shape N,3,H,W] [--threads T] [--top K] [--isa NAME] [--interpolate fixed|true|S]\n"
-    "                   [--labels FILE] [--logits FILE] [--bench N] WEIGHTS.safetensors IMAGE\n";
+    "                   [--labels FILE] [--logits FILE] [--bench N] [--warmup W] [--spin US]\n"
+    "                   WEIGHTS.safetensors IMAGE\n";
 
 static int fail(const char *fmt, const char *a, const char *b) {
     fputs("pcn_predict: ", stderr);
@@ -104,6 +107,21 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* This process's peak resident memory in KiB (Linux: VmHWM, which exec resets, unlike getrusage's
+ * ru_maxrss that keeps a forking parent's), or 0 where unknown. */
+static size_t peak_rss_kib(void) {
+    size_t kib = 0;
+#if defined(__linux__)
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0 && sscanf(line + 6, "%zu", &kib) == 1) break;
+    fclose(f);
+#endif
+    return kib;
+}
+
 /* Line `index` (0-based) of a labels file, into out; "" when missing. */
 static void label_of(const unsigned char *labels, size_t size, size_t index, char *out, size_t cap) {
     size_t i = 0, line = 0, n = 0;
@@ -118,7 +136,7 @@ static void label_of(const unsigned char *labels, size_t size, size_t index, cha
 
 int main(int argc, char **argv) {
     const char *weights = NULL, *image = NULL, *labels_path = NULL, *logits_path = NULL, *why;
-    size_t shape[4] = {0, 0, 0, 0}, top = 5, bench = 0, i, n, k, size = 0, labels_size = 0, count;
+    size_t shape[4] = {0, 0, 0, 0}, top = 5, bench = 0, warmup = 0, i, n, k, size = 0, labels_size = 0, count;
     int threads = 0, have_shape = 0, status = 0;
     pcn_model_options mo = pcn_model_options_default();
     pcn_plan_options po = pcn_plan_options_default();
@@ -141,14 +159,25 @@ int main(int argc, char **argv) {
                 return fail("--shape %s is not N,3,H,W%s", v, "");
             have_shape = 1;
         } else if (strcmp(a, "--threads") == 0) {
-            if (!parse_size(v, &t) || t < 1 || t > 4096)
-                return fail("--threads %s is not an integer in 1..4096%s", v, "");
+            if (!parse_size(v, &t) || t < 1 || t > PCN_MAX_THREADS)
+                return fail("--threads %s is not an integer in 1..%s", v, PCN_PREDICT_STR(PCN_MAX_THREADS));
             threads = (int)t;
         } else if (strcmp(a, "--top") == 0) {
             if (!parse_size(v, &top) || top < 1) return fail("--top %s is not a positive integer%s", v, "");
         } else if (strcmp(a, "--bench") == 0) {
             if (!parse_size(v, &bench) || bench > 100000)
                 return fail("--bench %s is not an integer in 0..100000%s", v, "");
+        } else if (strcmp(a, "--spin") == 0) {
+            long us;
+            char *end;
+            errno = 0;
+            us = strtol(v, &end, 10);
+            if (errno || *end || us < -1 || us > 1000000)
+                return fail("--spin %s is not an integer in -1..1000000 (microseconds; -1: sleep at once)%s", v, "");
+            po.spin_us = (int)us;
+        } else if (strcmp(a, "--warmup") == 0) {
+            if (!parse_size(v, &warmup) || warmup > 100000)
+                return fail("--warmup %s is not an integer in 0..100000%s", v, "");
         } else if (strcmp(a, "--isa") == 0) {
             int found = 0, q;
             for (q = 0; q < PCN_ISA_COUNT; q++)
@@ -327,15 +356,18 @@ int main(int argc, char **argv) {
             status = fail("out of memory%s%s", "", "");
             goto done;
         }
+        for (i = 0; i < warmup; i++) pcn_plan_run(plan, x, count, logits, shape[0] * info.num_classes, threads, &err);
         for (i = 0; i < bench; i++) {
             const double t0 = now_seconds();
             pcn_plan_run(plan, x, count, logits, shape[0] * info.num_classes, threads, &err);
             t[i] = now_seconds() - t0;
         }
         qsort(t, bench, sizeof(double), cmp_double);
-        printf("bench: %zu runs, batch %zu, %zux%zu, threads %d, isa %s: median %.3f ms, min %.3f ms, p90 %.3f ms\n",
+        printf("bench: %zu runs, batch %zu, %zux%zu, threads %d, isa %s: median %.3f ms, min %.3f ms, p10 %.3f ms, "
+               "p90 %.3f ms, peak RSS %.1f MiB\n",
                bench, shape[0], shape[2], shape[3], threads, pcn_isa_name(info.isa), 1e3 * t[bench / 2], 1e3 * t[0],
-               1e3 * t[(bench * 9) / 10 < bench ? (bench * 9) / 10 : bench - 1]);
+               1e3 * t[bench / 10], 1e3 * t[(bench * 9) / 10 < bench ? (bench * 9) / 10 : bench - 1],
+               (double)peak_rss_kib() / 1024.0);
         free(t);
     }
 done:
