@@ -48,7 +48,8 @@ class Run:
 
 
 def command_for(name: str, profile: str, onnx_dir: Path | None, exporter: str) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", "conformance", "-q", "-p", "no:cacheprovider"]
+    # -x: the first failure decides the verdict (any failure rejects), so the rest is not run.
+    cmd = [sys.executable, "-m", "pytest", "conformance", "-q", "-x", "-p", "no:cacheprovider"]
     if onnx_dir is None:
         cmd += ["--backend", "torch", "--model", f"ports.{name}:factory"]
     else:
