@@ -185,8 +185,12 @@ def check_model(check: Checker, run: ModelRun, *, case: Any = None, require_powe
         check.compare(observation.logits, run.logits, what=f"output of {label}", clause="2.1", case=case)
     except AssertionError as exc:
         output_problem = str(exc)
-    power = float(np.max(run.bounded.bound(run.logits)) / (np.sqrt(np.mean(run.logits.value**2)) or 1.0))
+    logits_bound = run.bounded.bound(run.logits)
+    power = float(np.max(logits_bound) / (np.sqrt(np.mean(run.logits.value**2)) or 1.0))
     check.notes["power"] = power
+    got = np.asarray(observation.logits, dtype=np.float64)
+    if got.shape == run.logits.shape:  # the error's share of the bound, for the power table
+        check.notes["logits_error/bound"] = float(np.max(np.abs(got - run.logits.value) / logits_bound))
     weak = [f"{r['module']} {r['bound/rms']:.1e}" for r in growth if r["bound/rms"] > POWER_LIMIT]
     if power > POWER_LIMIT:
         weak.append(f"logits {power:.1e}")

@@ -12,6 +12,15 @@ except ImportError:  # torch is an optional extra; its tests skip without it
     torch = None
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--zoo",
+        choices=("ci", "all", "none"),
+        default="ci",
+        help="ports of tests/ports run through the conformance harness: the CI subset (default), all, none",
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def single_threaded_libraries():
     """Run NumPy's BLAS and PyTorch single-threaded during the tests.

@@ -9,12 +9,15 @@ kills each mutant.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from parcnetv2.conformance.mutants import LEGITIMATE, MUTANTS
 from parcnetv2.conformance.runner import run_suite
 
 SEED = "0"
+TESTS = Path(__file__).resolve().parent  # holds the ports package of the zoo
 
 
 def _run(name: str, tmp_path, *extra: str):
@@ -45,3 +48,82 @@ def test_legitimate_reimplementation_is_accepted(name, tmp_path):
     """Clause 14.10: other evaluation orders and layouts of the same mathematics pass."""
     result = _run(name, tmp_path)
     assert result.returncode == 0, f"{name} ({LEGITIMATE[name].description}) was rejected:\n{result.stdout[-4000:]}"
+
+
+# ---------------------------------------------------------------- the port zoo (issue 8, clause 14.10)
+# Ports written outside the harness (tests/ports): every accept must pass and every reject fail,
+# as a --model factory and as files from both ONNX exporters. `--zoo all` runs the whole catalog
+# (tests/ports/baseline.py prints the same verdicts as a table); the default, `--zoo ci`, runs a
+# subset with one port of each kind of mistake, chosen to fit the CI time budget.
+ZOO_CI = {
+    "model": [
+        "holders",  # holder modules without forward, functional convs, registration order
+        "nchw_layout",  # every activation NCHW
+        "fft_oversized",
+        "softmax_output",
+        "max_pool",
+        "last_block_skipped",
+        "head_norm_eps_1e5",
+        "pool_float16",
+        "lng_eps_inside_sqrt",
+        "tanh_gelu_mlp",
+        "scale_named_gamma",
+    ],
+    "torchscript": ["modules", "pool_float16", "head_norm_eps_1e5"],
+    "dynamo": ["modules", "softmax_output"],
+}
+
+
+def pytest_generate_tests(metafunc):
+    if "zoo_port" not in metafunc.fixturenames:
+        return
+    scope = metafunc.config.getoption("zoo")
+    try:  # the zoo's ports are PyTorch modules
+        from ports.verify import load_catalog
+    except ImportError:
+        metafunc.parametrize("zoo_port", [])  # reported as skipped: torch is not installed
+        return
+
+    route = metafunc.function.__name__.rsplit("_", 1)[-1]  # model, torchscript or dynamo
+    catalog = load_catalog()
+    names = [e.name for e in catalog] if scope == "all" else ZOO_CI[route] if scope == "ci" else []
+    entries = {e.name: e for e in catalog}
+    metafunc.parametrize("zoo_port", [entries[n] for n in names], ids=names)
+
+
+def _zoo_verdict(entry, target: list[str], tmp_path) -> None:
+    """Run the harness on one port (default profile, seed 0, stopping at the first failure) and
+    compare its verdict with the catalog's: exit 0 for accept, test failures (not errors) for reject."""
+    args = ["conformance", *target, "--conformance-profile", "default", "--seed", SEED, "-x", "-q"]
+    result = run_suite(args, report=tmp_path / "report.json", pythonpath=TESTS, timeout=900)
+    failed = {t: r["outcome"] for t, r in result.tests().items() if r["outcome"] in ("failed", "error")}
+    tail = result.stdout[-3000:] + result.stderr[-1000:]
+    if entry.verdict == "accept":
+        assert result.returncode == 0, f"false alarm on {entry.name} ({entry.description}): {failed}\n{tail}"
+    else:
+        assert result.returncode == 1, f"{entry.name} ({entry.description}) was not rejected:\n{tail}"
+        assert set(failed.values()) == {"failed"}, f"{entry.name}: rejected by errors, not failures: {failed}"
+
+
+def test_zoo_port_model(zoo_port, tmp_path):
+    """Clause 14.10: ``--backend torch --model ports.NAME:factory``."""
+    _zoo_verdict(zoo_port, ["--backend", "torch", "--model", f"ports.{zoo_port.name}:factory"], tmp_path)
+
+
+def _zoo_exported(entry, exporter: str, tmp_path) -> None:
+    from ports.export_onnx import export_port
+
+    exported = export_port(entry.name, tmp_path, exporter)
+    assert exported.ok, f"{entry.name} could not be exported with {exporter}: {exported.detail}"
+    target = ["--backend", "onnx", "--model", str(tmp_path / f"{entry.name}.{exporter}.onnx")]
+    _zoo_verdict(entry, [*target, "--weights", str(tmp_path / f"{entry.name}.npz")], tmp_path)
+
+
+def test_zoo_port_torchscript(zoo_port, tmp_path):
+    """Clause 14.10: a file from ``torch.onnx.export(dynamo=False)``."""
+    _zoo_exported(zoo_port, "torchscript", tmp_path)
+
+
+def test_zoo_port_dynamo(zoo_port, tmp_path):
+    """Clause 14.10: a file from ``torch.onnx.export(dynamo=True)``."""
+    _zoo_exported(zoo_port, "dynamo", tmp_path)

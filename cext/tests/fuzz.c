@@ -340,7 +340,7 @@ static unsigned char *mutate(size_t *size) {
     size_t n = g_valid_size, hlen = 0, i, k, edits = 1 + below(4);
     memcpy(d, g_valid, n);
     for (k = 0; k < 8; k++) hlen |= (size_t)d[k] << (8 * k);
-    for (i = 0; i < edits && n > 0; i++) { /* a truncation may leave nothing to edit */
+    for (i = 0; i < edits && n > 0; i++) {     /* a truncation may leave nothing to edit */
         const size_t at = 8 + below(hlen + 8); /* mostly inside the header */
         switch (below(8)) {
         case 0: d[at % n] ^= (unsigned char)(1u << below(8)); break;

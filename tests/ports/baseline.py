@@ -1,6 +1,6 @@
 """Run the conformance harness of this checkout on the ports and tabulate its verdicts.
 
-    python tests/ports/baseline.py [NAME ...] [--profile default] [--timeout 1800] [--markdown FILE]
+    python tests/ports/baseline.py [NAME ...] [--profile default] [--seed 0] [--timeout 1800] [--markdown FILE]
     python tests/ports/baseline.py NAME ... --onnx DIR [--exporter torchscript|dynamo]
 
 Each port runs in its own subprocess, from the repository root (the folder holding
@@ -47,7 +47,7 @@ class Run:
         return (self.expected, self.outcome) in (("accept", "accepted"), ("reject", "rejected"))
 
 
-def command_for(name: str, profile: str, onnx_dir: Path | None, exporter: str) -> list[str]:
+def command_for(name: str, profile: str, seed: str, onnx_dir: Path | None, exporter: str) -> list[str]:
     # -x: the first failure decides the verdict (any failure rejects), so the rest is not run.
     cmd = [sys.executable, "-m", "pytest", "conformance", "-q", "-x", "-p", "no:cacheprovider"]
     if onnx_dir is None:
@@ -55,13 +55,12 @@ def command_for(name: str, profile: str, onnx_dir: Path | None, exporter: str) -
     else:
         model = onnx_dir / f"{name}.{exporter}.onnx"
         cmd += ["--backend", "onnx", "--model", str(model), "--weights", str(onnx_dir / f"{name}.npz")]
-    return cmd + ["--conformance-profile", profile]
+    return cmd + ["--conformance-profile", profile, "--seed", seed]
 
 
-def run_port(
-    name: str, expected: str, profile: str, timeout: float, onnx_dir: Path | None, exporter: str, logs: Path | None
-) -> Run:
-    cmd = command_for(name, profile, onnx_dir, exporter)
+def run_port(name: str, expected: str, args: argparse.Namespace) -> Run:
+    cmd = command_for(name, args.profile, args.seed, args.onnx, args.exporter)
+    timeout, logs = args.timeout, args.logs
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
     shown = " ".join(cmd[1:]).replace(str(ROOT) + "/", "")
     start = time.perf_counter()
@@ -101,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="ports (default: the whole catalog)")
     parser.add_argument("--profile", default="default")
+    parser.add_argument("--seed", default="0", help="the harness's --seed (an integer or 'random')")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--onnx", type=Path, help="check exported files from this folder instead of --model factories")
     parser.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
@@ -111,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     names = args.names or list(catalog)
     runs = []
     for name in names:
-        run = run_port(name, catalog[name].verdict, args.profile, args.timeout, args.onnx, args.exporter, args.logs)
+        run = run_port(name, catalog[name].verdict, args)
         runs.append(run)
         mark = "right" if run.right else "WRONG"
         print(f"{mark} {name:28} {run.expected:6} -> {run.outcome:12} {run.seconds:6.0f}s  {run.summary}", flush=True)
     kind = f"onnx ({args.exporter})" if args.onnx else "torch --model"
-    table = markdown(runs, f"{kind}, profile {args.profile}")
+    table = markdown(runs, f"{kind}, profile {args.profile}, seed {args.seed}")
     if args.markdown:
         with args.markdown.open("a") as f:
             f.write(table + "\n")
