@@ -13,22 +13,13 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from parcnetv2.conformance.mutants import LEGITIMATE, MUTANTS
+from parcnetv2.conformance.mutants import LEGITIMATE, MUTANTS, suite_args
 from parcnetv2.conformance.runner import run_suite
 
 
 def outcome(name: str, seed: int, folder: Path) -> tuple[int, list[str]]:
     """Exit code and the tests that failed, parametrized ones counted under their base name."""
-    args = [
-        "conformance",
-        "--backend",
-        f"parcnetv2.conformance.mutants:{name}",
-        "--conformance-profile",
-        "default",
-        "--seed",
-        str(seed),
-        "-q",
-    ]
+    args = [*suite_args(name, seed), "-q"]
     result = run_suite(args, report=folder / f"{name}.json")
     failed = Counter(test.split("[")[0] for test, t in result.tests().items() if t["outcome"] in ("failed", "error"))
     return result.returncode, [f"`{test}`" + (f" ×{n}" if n > 1 else "") for test, n in sorted(failed.items())]

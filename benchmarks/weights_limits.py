@@ -25,24 +25,9 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
 import test_hostile_input as hostile  # noqa: E402
-from hostile_files import MIB, member, state_dict_pickle, torch_zip, with_storage  # noqa: E402
+from hostile_files import COSTLY_PICKLES, MIB, largest_admitted, member, state_dict_pickle, torch_zip, with_storage  # noqa: E402
 
 from parcnetv2.reference.checkpoint import write_state_dict  # noqa: E402
-from parcnetv2.reference.checkpoint.internal_errors import BadFile  # noqa: E402
-from parcnetv2.reference.checkpoint.pickle_scan import scan  # noqa: E402
-
-
-def largest_pickle(make) -> bytes:
-    """``make(n)`` for the largest n the pickle scan admits."""
-    lo, hi = 1, 1 << 23
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        try:
-            scan(make(mid))
-            lo = mid
-        except BadFile:
-            hi = mid - 1
-    return make(lo)
 
 
 def valid_cases(tmp: Path) -> dict[str, tuple[Path, int]]:
@@ -82,18 +67,9 @@ def valid_cases(tmp: Path) -> dict[str, tuple[Path, int]]:
 
 def limit_cases(tmp: Path) -> dict[str, tuple[Path, int]]:
     cases: dict[str, tuple[Path, int]] = {}
-    makers = {
-        "set of distinct ints": lambda n: (
-            b"\x80\x02\x8f(" + b"".join(b"J" + (1000 + i).to_bytes(4, "little") for i in range(n)) + b"\x90."
-        ),
-        "list of 4-byte-char strings": lambda n: (
-            b"\x80\x02]" + (b"\x8c\xff" + b"a" * 251 + "\U0001f600".encode() + b"a") * n + b"."
-        ),
-        "empty sets": lambda n: b"\x80\x02" + b"\x8f" * n + b".",
-    }
-    for name, make in makers.items():
+    for name, make in COSTLY_PICKLES.items():
         path = tmp / f"{name.replace(' ', '_')}.pth"
-        path.write_bytes(torch_zip(member("archive/data.pkl", largest_pickle(make), zipfile.ZIP_DEFLATED)))
+        path.write_bytes(torch_zip(member("archive/data.pkl", largest_admitted(make), zipfile.ZIP_DEFLATED)))
         cases[f"largest admitted pickle: {name}"] = (path, 0)
     import io
 

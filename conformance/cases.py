@@ -17,7 +17,7 @@ Shape legend: N, C, H, W, K.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -355,28 +355,36 @@ class MixerCase(Case):
     kernel_mode: str
     interpolate: bool | int
 
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return token_mixer_shapes(self.channels, self.kernel)
+
     def arrays(self, dtype: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         rng = self.rng()
-        params = independent_weights(token_mixer_shapes(self.channels, self.kernel), rng)
+        params = independent_weights(self.shapes(), rng)
         x = self.input(rng, (self.batch, self.height, self.width, self.channels))
         return x.astype(dtype), rounded(params, dtype)
 
 
-@st.composite
-def mixer_cases(draw, max_size: int = 10) -> MixerCase:
+def _mixer_fields(draw, channels: Sequence[int], max_size: int) -> dict[str, Any]:
+    """The fields a token mixer and a block share: map, kernel and its mode, channels, batch."""
     h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
     kernel, mode = draw(_kernel_for(h, w))
-    return MixerCase(
-        seed=draw(_SEEDS),
-        scale=draw(_scale()),
-        batch=draw(_BATCH),
-        channels=draw(st.sampled_from(CHANNELS)),
-        height=h,
-        width=w,
-        kernel=kernel,
-        kernel_mode=mode,
-        interpolate=draw(_interpolate_for(h, w)),
-    )
+    return {
+        "seed": draw(_SEEDS),
+        "scale": draw(_scale()),
+        "batch": draw(_BATCH),
+        "channels": draw(st.sampled_from(channels)),
+        "height": h,
+        "width": w,
+        "kernel": kernel,
+        "kernel_mode": mode,
+        "interpolate": draw(_interpolate_for(h, w)),
+    }
+
+
+@st.composite
+def mixer_cases(draw, max_size: int = 10) -> MixerCase:
+    return MixerCase(**_mixer_fields(draw, CHANNELS, max_size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -404,29 +412,13 @@ class BlockCase(MixerCase):
 
     res_scale: bool = False
 
-    def arrays(self, dtype: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        rng = self.rng()
-        params = independent_weights(block_shapes(self.channels, self.kernel, self.res_scale), rng)
-        x = self.input(rng, (self.batch, self.height, self.width, self.channels))
-        return x.astype(dtype), rounded(params, dtype)
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return block_shapes(self.channels, self.kernel, self.res_scale)
 
 
 @st.composite
 def block_cases(draw, max_size: int = 10) -> BlockCase:
-    h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
-    kernel, mode = draw(_kernel_for(h, w))
-    return BlockCase(
-        seed=draw(_SEEDS),
-        scale=draw(_scale()),
-        batch=draw(_BATCH),
-        channels=draw(st.sampled_from(EVEN_CHANNELS)),
-        height=h,
-        width=w,
-        kernel=kernel,
-        kernel_mode=mode,
-        interpolate=draw(_interpolate_for(h, w)),
-        res_scale=draw(st.booleans()),
-    )
+    return BlockCase(**_mixer_fields(draw, EVEN_CHANNELS, max_size), res_scale=draw(st.booleans()))
 
 
 @dataclasses.dataclass(frozen=True)

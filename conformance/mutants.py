@@ -28,7 +28,7 @@ from parcnetv2.reference.architecture import parameter_shapes as official_shapes
 from parcnetv2.reference.components import REFERENCE, NumpyArithmetic, subtree
 from parcnetv2.reference.oversized import instance_kernels
 
-__all__ = ["LEGITIMATE", "MUTANTS"]
+__all__ = ["LEGITIMATE", "MUTANTS", "suite_args"]
 
 # Module functions replaced by ``patches`` (the others are ``overrides`` of the composition).
 _RESIZE = "parcnetv2.reference.oversized.resize_kernel"
@@ -440,3 +440,9 @@ def __getattr__(name: str) -> ReferenceBackend:
     if name in LEGITIMATE:
         return LEGITIMATE[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def suite_args(name: str, seed: int | str, profile: str = "default") -> list[str]:
+    """The arguments of ``pytest`` that check the backend ``name`` of this module (clause 14.10)."""
+    backend = f"parcnetv2.conformance.mutants:{name}"
+    return ["conformance", "--backend", backend, "--conformance-profile", profile, "--seed", str(seed)]

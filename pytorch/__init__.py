@@ -12,32 +12,7 @@ exports the ``onnx`` backend and ``parcnetv2 bench`` run. Importing it imports t
 Shape legend: N, C, H, W, K.
 """
 
-from parcnetv2.pytorch.model import (
-    BGU,
-    Downsampling,
-    LayerNormGeneral,
-    OversizeConv2d,
-    ParC_V2,
-    ParCNetV2,
-    ParCNetV2Block,
-    Scale,
-    build_model,
-    load_numpy_state_dict,
-    numpy_state_dict,
-    reparameterize,
-)
+from parcnetv2.pytorch import model as _model
+from parcnetv2.pytorch.model import *  # noqa: F403 - the public names are model.py's __all__
 
-__all__ = [
-    "BGU",
-    "Downsampling",
-    "LayerNormGeneral",
-    "OversizeConv2d",
-    "ParCNetV2",
-    "ParCNetV2Block",
-    "ParC_V2",
-    "Scale",
-    "build_model",
-    "load_numpy_state_dict",
-    "numpy_state_dict",
-    "reparameterize",
-]
+__all__ = list(_model.__all__)

@@ -107,3 +107,31 @@ def npy_header(shape: tuple | str, dtype: str = "<f4") -> bytes:
 def with_storage(data_pkl: bytes, storage: Member | None = None) -> bytes:
     storage = storage if storage is not None else member("archive/data/0", bytes(16))
     return torch_zip(member("archive/data.pkl", data_pkl), [storage])
+
+
+# Pickles of the costliest objects per byte, by how many repetitions ``n`` they hold.
+COSTLY_PICKLES = {
+    "set of distinct ints": lambda n: (
+        b"\x80\x02\x8f(" + b"".join(b"J" + struct.pack("<i", 1000 + i) for i in range(n)) + b"\x90."
+    ),
+    "list of 4-byte-char strings": lambda n: (
+        b"\x80\x02]" + (b"\x8c\xff" + b"a" * 251 + "\U0001f600".encode() + b"a") * n + b"."
+    ),
+    "empty sets": lambda n: b"\x80\x02" + b"\x8f" * n + b".",
+}
+
+
+def largest_admitted(make, limit: int = 1 << 23) -> bytes:
+    """``make(n)`` for the largest n below ``limit`` that the pickle scan of clause 13.5 admits."""
+    from parcnetv2.reference.checkpoint.internal_errors import BadFile
+    from parcnetv2.reference.checkpoint.pickle_scan import scan
+
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            scan(make(mid))
+            lo = mid
+        except BadFile:
+            hi = mid - 1
+    return make(lo)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from parcnetv2.conformance.mutants import LEGITIMATE, MUTANTS
+from parcnetv2.conformance.mutants import LEGITIMATE, MUTANTS, suite_args
 from parcnetv2.conformance.runner import run_suite
 
 SEED = "0"
@@ -21,16 +21,7 @@ TESTS = Path(__file__).resolve().parent  # holds the ports package of the zoo
 
 
 def _run(name: str, tmp_path, *extra: str):
-    args = [
-        "conformance",
-        "--backend",
-        f"parcnetv2.conformance.mutants:{name}",
-        "--conformance-profile",
-        "default",
-        "--seed",
-        SEED,
-        *extra,
-    ]
+    args = [*suite_args(name, SEED), *extra]
     return run_suite(args, report=tmp_path / "report.json", timeout=900)
 
 

@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hostile_files import (  # tests/, on the test path (pyproject.toml)
+    COSTLY_PICKLES,
     MIB,
     Member,
     global_op,
+    largest_admitted,
     legacy_head,
     member,
     npy_header,
@@ -306,27 +308,11 @@ def test_pickles_just_under_the_budget_stay_within_the_allowance(tmp_path: Path,
     """The scan's estimate bounds what unpickling really allocates: the largest accepted pickle
     of the most expensive objects per byte (sets of distinct ints, strings of the widest
     characters) stays within the fixed allowance."""
-    from parcnetv2.reference.checkpoint.internal_errors import BadFile
-    from parcnetv2.reference.checkpoint.pickle_scan import scan
-
-    def unique_ints(n: int) -> bytes:
-        return b"\x80\x02\x8f(" + b"".join(b"J" + struct.pack("<i", 1000 + i) for i in range(n)) + b"\x90."
-
-    def wide_strings(n: int) -> bytes:
-        return b"\x80\x02]" + (b"\x8c\xff" + b"a" * 251 + "\U0001f600".encode() + b"a") * n + b"."
-
     base = baseline("read", reader(small_weights(shared)), shared)
-    for name, make in (("ints", unique_ints), ("strings", wide_strings)):
-        lo, hi = 1, 1 << 22  # the most repetitions the scan accepts
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            try:
-                scan(make(mid))
-                lo = mid
-            except BadFile:
-                hi = mid - 1
-        path = tmp_path / f"{name}.pth"
-        path.write_bytes(torch_zip(member("archive/data.pkl", make(lo), zipfile.ZIP_DEFLATED)))
+    for name in ("set of distinct ints", "list of 4-byte-char strings"):
+        largest = largest_admitted(COSTLY_PICKLES[name], limit=1 << 22)
+        path = tmp_path / f"{name.replace(' ', '_')}.pth"
+        path.write_bytes(torch_zip(member("archive/data.pkl", largest, zipfile.ZIP_DEFLATED)))
         outcome = run_limited(reader(path), tmp_path)
         assert_refused(outcome, base, "not a dict of tensors", file_bytes=file_size(path))
 
