@@ -29,7 +29,7 @@ from parcnetv2 import reference as ref
 from parcnetv2.reference.architecture import Config
 from parcnetv2.reference.checkpoint import write_state_dict
 from parcnetv2.reference.initialization import random_state_dict
-from parcnetv2.spec.tolerance import relative_tolerance, safety_factor, unit_roundoff
+from parcnetv2.spec.tolerance import reduction_length, relative_tolerance, safety_factor, unit_roundoff
 
 MAGIC = b"PCNGOLD\x00"
 VERSION = 1
@@ -146,7 +146,7 @@ def cases(seed: int = 20230101) -> list[tuple[str, Case]]:
                         layout,
                         "auto",
                         (N, C, H, W, KH, KW, PH, PW),
-                        KH * KW + (1 if bias else 0),
+                        reduction_length("depthwise_conv2d", kernel=(KH, KW), size=(H, W), bias=bias),
                         c_factor,
                         u,
                         arrays,
@@ -167,6 +167,8 @@ def cases(seed: int = 20230101) -> list[tuple[str, Case]]:
         oc = ref.oversized_conv(x64, kh64, kw64)
         oc_m = ref.oversized_conv(np.abs(x64), np.abs(kh64), np.abs(kw64))
         dims = (N, C, H, W, KV, KW, KV // 2, KW // 2)
+        n_oc = reduction_length("oversized_conv", kernel=(KV, KW), size=(H, W))
+        n_parc = reduction_length("parc_spatial", kernel=(KV, KW), size=(H, W))
         for layout in LAYOUTS:
             arrays = {
                 "x": _to_layout(x, layout),
@@ -178,7 +180,7 @@ def cases(seed: int = 20230101) -> list[tuple[str, Case]]:
             out.append(
                 (
                     f"oversized_{layout}_n{N}c{C}h{H}w{W}k{KV}x{KW}",
-                    Case("oversized_conv", layout, "auto", dims, KV + KW, c_factor, u, arrays),
+                    Case("oversized_conv", layout, "auto", dims, n_oc, c_factor, u, arrays),
                 )
             )
             if not paths:
@@ -197,7 +199,7 @@ def cases(seed: int = 20230101) -> list[tuple[str, Case]]:
                 out.append(
                     (
                         f"parc_{layout}_{pth}_n{N}c{C}h{H}w{W}k{KV}x{KW}",
-                        Case("parc_spatial", layout, pth, dims, KV + KW + 49, c_factor, u, arrays),
+                        Case("parc_spatial", layout, pth, dims, n_parc, c_factor, u, arrays),
                     )
                 )
     for C, KV, KW in [(3, 13, 9), (4, 3, 5), (2, 7, 7)]:

@@ -38,7 +38,13 @@ from parcnetv2.errors import InputError
 from parcnetv2.reference.components import Composition, NumpyArithmetic
 from parcnetv2.reference.oversized import instance_kernels
 from parcnetv2.reference.registry import evaluate
-from parcnetv2.spec.tolerance import probabilistic_constant, probabilistic_factor, propagation_length, unit_roundoff
+from parcnetv2.spec.tolerance import (
+    probabilistic_constant,
+    probabilistic_factor,
+    propagation_length,
+    reduction_length,
+    unit_roundoff,
+)
 
 __all__ = ["REGIMES", "Bounded", "BoundedArithmetic", "BoundedReference", "exact"]
 
@@ -137,22 +143,24 @@ class BoundedArithmetic:
     def conv2d(self, x: Bounded, weight, bias=None, stride=1, padding=0) -> Bounded:
         """Dense conv (clause 3); x (N, Cin, H, W) -> (N, Cout, Ho, Wo)."""
         cin, kh, kw = np.shape(weight)[1:]
-        n = cin * min(kh, x.shape[2]) * min(kw, x.shape[3]) + (bias is not None)
+        n = reduction_length("conv2d", kernel=(kh, kw), size=x.shape[2:], in_channels=cin, bias=bias is not None)
         return self._linear(R.conv2d, x, weight, bias, n, stride=stride, padding=padding)
 
     def depthwise_conv2d(self, x: Bounded, weight, bias=None, padding=None) -> Bounded:
         """Depthwise conv (clauses 6, 7); x (N, C, H, W), weight (C, 1, KH, KW)."""
         kh, kw = np.shape(weight)[2:]
-        n = min(kh, x.shape[2]) * min(kw, x.shape[3]) + (bias is not None)
+        n = reduction_length("depthwise_conv2d", kernel=(kh, kw), size=x.shape[2:], bias=bias is not None)
         return self._linear(R.depthwise_conv2d, x, weight, bias, n, padding=padding)
 
     def pointwise_conv2d(self, x: Bounded, weight, bias=None) -> Bounded:
         """1x1 conv (clause 8.1); x (N, Cin, H, W), weight (Cout, Cin, 1, 1)."""
-        return self._linear(R.pointwise_conv2d, x, weight, bias, np.shape(weight)[1] + (bias is not None))
+        n = reduction_length("linear", in_channels=np.shape(weight)[1], bias=bias is not None)
+        return self._linear(R.pointwise_conv2d, x, weight, bias, n)
 
     def linear(self, x: Bounded, weight, bias=None) -> Bounded:
         """Linear over the last axis (clauses 8.2, 8.5); x (..., Cin), weight (Cout, Cin)."""
-        return self._linear(R.linear, x, weight, bias, np.shape(weight)[1] + (bias is not None))
+        n = reduction_length("linear", in_channels=np.shape(weight)[1], bias=bias is not None)
+        return self._linear(R.linear, x, weight, bias, n)
 
     # ---- kernels (clauses 5.2, 7.1, 11.6) -------------------------------------------------------
 
@@ -222,7 +230,7 @@ class BoundedArithmetic:
         """
         h, w = x.shape[2:]
         kh, kw = self._instance_kernels(k_h, k_w, h, w, interpolate)
-        n = (min(kh.shape[-1], h) + 1) * (min(kw.shape[-1], w) + 1)
+        n = reduction_length("oversized_conv", kernel=(kh.shape[-1], kw.shape[-1]), size=(h, w))
         value = R.oversized_conv(x.value, k_h, k_w, interpolate)
         return Bounded(value, self._spatial(x, kh, kw, None, 0, n, value))
 
@@ -239,7 +247,7 @@ class BoundedArithmetic:
         kh, kw = self._instance_kernels(
             params["dwconv1.conv_h.weight"], params["dwconv1.conv_w.weight"], h, w, interpolate
         )
-        n = (min(max(kh.shape[-1], local), h) + 2) * (min(max(kw.shape[-1], local), w) + 2)
+        n = reduction_length("parc_spatial", kernel=(kh.shape[-1], kw.shape[-1]), size=(h, w), local=local)
         value = R.parc_spatial(params, x.value, interpolate=interpolate, local_padding=local_padding)
         return Bounded(value, self._spatial(x, kh, kw, k7, local_padding, n, value))
 

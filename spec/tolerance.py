@@ -26,6 +26,7 @@ __all__ = [
     "probabilistic_constant",
     "probabilistic_factor",
     "propagation_length",
+    "reduction_length",
     "relative_tolerance",
     "unit_roundoff",
 ]
@@ -39,6 +40,35 @@ def unit_roundoff(dtype: Any) -> float:
 def safety_factor() -> float:
     """The constant c of clause 11, read from tolerance.toml."""
     return float(load_toml("tolerance.toml")["factor"]["c"])
+
+
+def reduction_length(
+    op: str,
+    *,
+    kernel: tuple[int, int] = (1, 1),
+    size: tuple[int, int] = (1 << 30, 1 << 30),
+    in_channels: int = 1,
+    bias: bool = False,
+    local: int = 7,
+) -> int:
+    """``n`` of one output element of ``op`` (clauses 11.5, 11.6): the one rule every bound uses.
+
+    ``kernel`` (K_h, K_w) are the lengths the input uses, ``size`` (H, W) the input map (a kernel
+    longer than the map overlaps it only on H or W taps), ``in_channels`` Cin of a dense
+    convolution or the length of a Linear / 1x1 reduction, ``bias`` one more term, ``local`` the
+    local kernel of the spatial part. Ops: ``conv2d``, ``depthwise_conv2d``, ``linear``,
+    ``oversized_conv`` ((n_h + 1)(n_w + 1)) and ``parc_spatial`` (OC + DW7, (n_h + 2)(n_w + 2)).
+    """
+    (kh, kw), (h, w) = kernel, size
+    if op == "linear":
+        return int(in_channels) + bool(bias)
+    if op in ("conv2d", "depthwise_conv2d"):
+        return int(in_channels) * min(kh, h) * min(kw, w) + bool(bias)
+    if op == "oversized_conv":
+        return (min(kh, h) + 1) * (min(kw, w) + 1)
+    if op == "parc_spatial":
+        return (min(max(kh, local), h) + 2) * (min(max(kw, local), w) + 2)
+    raise ValueError(f"no reduction length rule for {op!r}")
 
 
 def propagation_length(name: str) -> int:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from parcnetv2 import cext
 from parcnetv2 import reference as ref
-from parcnetv2.spec.tolerance import assert_close, elementwise_bound
+from parcnetv2.spec.tolerance import assert_close, elementwise_bound, reduction_length
 
 ISAS = cext.available_isas()
 LAYOUTS = ["NCHW", "NHWC"]
@@ -95,7 +95,7 @@ def test_dwconv2d_matches_reference(case, route, isa):
         from_layout(y, layout),
         y_ref,
         mag,
-        KH * KW + bias,
+        reduction_length("depthwise_conv2d", kernel=(KH, KW), size=(H, W), bias=bias),
         "dwconv2d",
         dict(shape=x.shape, kernel=(KH, KW), padding=padding, bias=bias, layout=layout, route=nk, isa=isa),
     )
@@ -127,7 +127,7 @@ def test_oversized_conv_matches_reference(case, route, isa):
         from_layout(y, layout),
         y_ref,
         mag,
-        KV + KW,
+        reduction_length("oversized_conv", kernel=(KV, KW), size=(H, W)),
         "oversized_conv",
         dict(shape=x.shape, k_h=kh.shape, k_w=kw.shape, layout=layout, route=nk, isa=isa),
     )
@@ -157,7 +157,7 @@ def test_parc_spatial_matches_reference(case, route, isa, path):
         from_layout(y, layout),
         y_ref,
         mag,
-        KV + KW + 49,
+        reduction_length("parc_spatial", kernel=(KV, KW), size=(H, W)),
         "parc_spatial",
         dict(shape=x.shape, K=(KV, KW), layout=layout, route=nk, isa=isa, path=path),
     )
@@ -175,7 +175,7 @@ def test_parc_stage0_shape_both_paths():
                 from_layout(y, layout),
                 y_ref,
                 mag,
-                111 + 111 + 49,
+                reduction_length("parc_spatial", kernel=(111, 111), size=(56, 56)),
                 "parc_spatial",
                 dict(shape=x.shape, K=111, layout=layout, route=nk, path=path),
             )
@@ -277,7 +277,7 @@ def test_dwconv2d_hypothesis(n, c, h, w, kh, kw, ph, pw, bias, route, isa, seed)
         from_layout(y, layout),
         y_ref,
         mag,
-        kh * kw + bias,
+        reduction_length("depthwise_conv2d", kernel=(kh, kw), size=(h, w), bias=bias),
         "dwconv2d",
         dict(shape=x.shape, kernel=(kh, kw), padding=(ph, pw), layout=layout, route=nk, isa=isa, seed=seed),
     )
@@ -307,7 +307,7 @@ def test_parc_spatial_hypothesis(n, c, h, w, kv, kw, route, isa, path, seed):
         from_layout(y, layout),
         y_ref,
         mag,
-        kv + kw + 49,
+        reduction_length("parc_spatial", kernel=(kv, kw), size=(h, w)),
         "parc_spatial",
         dict(shape=x.shape, K=(kv, kw), layout=layout, route=nk, isa=isa, path=path, seed=seed),
     )
@@ -334,7 +334,7 @@ def test_oversized_conv_hypothesis(c, h, w, kv, kw, route, isa, seed):
         from_layout(y, layout),
         y_ref,
         mag,
-        kv + kw,
+        reduction_length("oversized_conv", kernel=(kv, kw), size=(h, w)),
         "oversized_conv",
         dict(shape=x.shape, K=(kv, kw), layout=layout, route=nk, isa=isa, seed=seed),
     )
@@ -359,12 +359,17 @@ def test_isa_agrees_with_scalar(route, isa):
     _, mag_dw = ref_dwconv(x, w, b, None)
     _, mag_parc = ref_parc(x, kh, kw, k7)
     cases = [
-        ("dwconv2d", lambda i: cext.dwconv2d(xi, w, b, layout=layout, isa=i, nchw_kernel=nk), mag_dw, 9 * 5 + 1),
+        (
+            "dwconv2d",
+            lambda i: cext.dwconv2d(xi, w, b, layout=layout, isa=i, nchw_kernel=nk),
+            mag_dw,
+            reduction_length("depthwise_conv2d", kernel=(9, 5), size=(13, 17), bias=True),
+        ),
         (
             "parc_spatial",
             lambda i: cext.parc_spatial(xi, kh, kw, k7, layout=layout, isa=i, nchw_kernel=nk, path="separable"),
             mag_parc,
-            25 + 33 + 49,
+            reduction_length("parc_spatial", kernel=(25, 33), size=(13, 17)),
         ),
     ]
     for op, fn, mag, n in cases:
