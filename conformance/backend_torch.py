@@ -23,7 +23,7 @@ from torch import nn
 from parcnetv2 import __version__
 from parcnetv2.conformance.observation import module_names
 from parcnetv2.conformance.protocol import BackendUnavailable, Unsupported
-from parcnetv2.conformance.torch_trace import Call, callable_module, trace_module, unwrap
+from parcnetv2.conformance.torch_trace import Call, callable_module, submodule, trace_module, unwrap
 from parcnetv2.errors import WeightsError
 from parcnetv2.pytorch import model as tm
 from parcnetv2.reference.architecture import Config
@@ -269,11 +269,14 @@ class TorchModel:
         parameters. Unsupported when the model has no such module or it has no forward of its own
         (a holder of parameters, clause 14.6: checked through its nearest callable ancestor)."""
         try:
-            sub = self.eager.get_submodule(name)
+            sub = submodule(self.eager, name)
         except AttributeError as exc:
             raise Unsupported(f"the model has no module named {name!r}") from exc
         if not callable_module(sub):
-            raise Unsupported(f"{name} ({type(sub).__name__}) has no forward of its own")
+            why = (
+                "is part of a traced model" if isinstance(sub, torch.jit.TracedModule) else "has no forward of its own"
+            )
+            raise Unsupported(f"{name} ({type(sub).__name__}) {why}")
         dtype = _first_dtype(sub) or self.dtype
 
         def run(x: np.ndarray) -> np.ndarray:

@@ -194,6 +194,8 @@ def check_model(check: Checker, run: ModelRun, *, case: Any = None, require_powe
     weak = [f"{r['module']} {r['bound/rms']:.1e}" for r in growth if r["bound/rms"] > POWER_LIMIT]
     if power > POWER_LIMIT:
         weak.append(f"logits {power:.1e}")
+    if weak:
+        check.notes["weak_power"] = weak
     if weak and require_power:
         problems.append(
             f"no power (clause 11.10): the bound exceeds {POWER_LIMIT:g} of the values' RMS at {', '.join(weak)}; "

@@ -337,6 +337,11 @@ class _Recorder:
         for entry in self.results.values():
             if "first_divergence" in entry:
                 terminalreporter.write_line(f"{entry['nodeid']}: first divergence {entry['first_divergence']}")
+            if "weak_power" in entry and entry["outcome"] == "passed":
+                terminalreporter.write_line(
+                    f"{entry['nodeid']}: passed WITHOUT POWER at {', '.join(entry['weak_power'])} (bound over "
+                    "1e-2 of the values' RMS: these weights cannot certify the model there; clause 11.10)"
+                )
         for reason in skipped:
             terminalreporter.write_line(f"skipped: {reason}")
         if self.config.getoption("report"):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["Call", "callable_module", "trace_module", "unwrap"]
+__all__ = ["Call", "callable_module", "submodule", "trace_module", "unwrap"]
 
 # Tensor methods and properties that read metadata, not values: they never make a module run.
 _METADATA = {
@@ -59,10 +59,25 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 def callable_module(module: nn.Module) -> bool:
-    """Whether the module can run on its own: it defines a forward (holder modules do not)."""
+    """Whether the module can run on its own: it defines a forward (holder modules do not), and it
+    is not a sub-module of a traced model (TorchScript refuses to call those on their own)."""
+    if isinstance(module, torch.jit.TracedModule) and not isinstance(module, torch.jit.TopLevelTracedModule):
+        return False
     if isinstance(module, torch.jit.ScriptModule):
         return True
     return type(module).forward is not nn.Module.forward
+
+
+def submodule(model: nn.Module, name: str) -> nn.Module:
+    """The sub-module ``name`` of ``model``; scripted and traced models too (no ``get_submodule``).
+    AttributeError when there is none."""
+    module = model
+    for part in filter(None, name.split(".")):
+        children = dict(module.named_children())
+        if part not in children:
+            raise AttributeError(f"{type(module).__name__} has no sub-module {part!r}")
+        module = children[part]
+    return module
 
 
 def _function_name(func: Any) -> str:
