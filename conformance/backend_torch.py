@@ -305,8 +305,9 @@ def _image_dtype(x: np.ndarray) -> torch.dtype:
 
 
 def _first_dtype(module: nn.Module) -> torch.dtype | None:
-    """The dtype of the module's first floating parameter or buffer."""
-    for tensor in [*module.parameters(), *module.buffers()]:
+    """The dtype of the module's first floating entry of its state_dict (parameters and persistent
+    buffers: a non-persistent constant may keep a wider dtype than the weights)."""
+    for tensor in module.state_dict().values():
         if tensor.is_floating_point():
             return tensor.dtype
     return None
