@@ -84,7 +84,7 @@ typedef enum pcn_isa {
 } pcn_isa;
 
 typedef enum pcn_path {
-    PCN_PATH_AUTO = 0,      /* cost model decides (see pcn_parc_choose_path) */
+    PCN_PATH_AUTO = 0,      /* cost model decides (see pcn_parc_path) */
     PCN_PATH_SEPARABLE = 1, /* vertical pass, then horizontal pass fused with DW7 */
     PCN_PATH_DENSE = 2      /* reparameterize (clause 7), then one dense implicit-GEMM conv */
 } pcn_path;

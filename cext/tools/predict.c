@@ -356,11 +356,14 @@ int main(int argc, char **argv) {
             status = fail("out of memory%s%s", "", "");
             goto done;
         }
-        for (i = 0; i < warmup; i++) pcn_plan_run(plan, x, count, logits, shape[0] * info.num_classes, threads, &err);
-        for (i = 0; i < bench; i++) {
+        for (i = 0; i < warmup + bench; i++) {
             const double t0 = now_seconds();
-            pcn_plan_run(plan, x, count, logits, shape[0] * info.num_classes, threads, &err);
-            t[i] = now_seconds() - t0;
+            if (pcn_plan_run(plan, x, count, logits, shape[0] * info.num_classes, threads, &err) != PCN_OK) {
+                free(t);
+                status = fail("a run of the benchmark failed: %s%s", err.message, "");
+                goto done;
+            }
+            if (i >= warmup) t[i - warmup] = now_seconds() - t0;
         }
         qsort(t, bench, sizeof(double), cmp_double);
         printf("bench: %zu runs, batch %zu, %zux%zu, threads %d, isa %s: median %.3f ms, min %.3f ms, p10 %.3f ms, "
