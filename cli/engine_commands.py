@@ -146,6 +146,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             frameworks=args.frameworks,
             weights=args.weights,
+            rounds=args.rounds,
         )
     except RuntimeError as exc:
         raise InputError(f"a benchmark process failed: {exc}") from None
@@ -171,7 +172,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{args.variant}, {args.resolution}x{args.resolution}, batch {args.batch}, {args.threads} threads, {weights}; "
-        f"{args.runs} runs after {args.warmup} warm-up runs; each framework in its own process"
+        f"{args.rounds} rounds of {args.runs} runs after {args.warmup} warm-up runs; each framework in its own "
+        "process, alternated; medians over the rounds"
     )
     print(f"machine: {comparisons.machine()}")
     print(
@@ -220,6 +222,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         default=["engine", "onnxruntime", "torch"],
         help="comma-separated, non-empty subset of engine,onnxruntime,torch,pcn_predict (the C program, "
         "built by make -C cext)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int_in(1, 100),
+        default=3,
+        help="rounds, each framework once per round in a fresh process, alternated (1..100, default 3)",
     )
     p.add_argument("--weights", help="weights file (default: random weights)")
     p.add_argument("--json", action="store_true", help="print JSON")

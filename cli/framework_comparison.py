@@ -316,21 +316,30 @@ def run(
     warmup: int = 5,
     frameworks: Sequence[str] = DEFAULT_FRAMEWORKS,
     weights: str | None = None,
+    rounds: int = 3,
 ) -> tuple[list[Result], list[str]]:
-    """Measure ``frameworks`` (those not installed are listed as skipped): (results, notes)."""
-    results, notes = [], []
+    """Measure ``frameworks`` (those not installed are listed as skipped): (results, notes).
+
+    Each framework runs ``rounds`` times, each time in a fresh process, the frameworks alternated
+    (the order reversed every other round) so that a change in the machine's load falls on all of
+    them; a framework's result is the median over its rounds."""
+    notes: list[str] = []
+    rounds_of: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = prepare_weights(variant, Path(tmp), weights)
         onnx_file = None
+        present = []
         for framework in frameworks:
-            if not installed(framework):
+            if installed(framework):
+                present.append(framework)
+            else:
                 needs = "make -C cext" if framework == "pcn_predict" else ", ".join(_NEEDS[framework])
                 notes.append(f"{framework}: not installed (needs {needs})")
-                continue
-            if framework == "onnxruntime" and onnx_file is None:
-                onnx_file = export_onnx(path, variant, batch, resolution, Path(tmp) / "model.onnx")
-            results.append(
-                measure(
+        if "onnxruntime" in present:
+            onnx_file = export_onnx(path, variant, batch, resolution, Path(tmp) / "model.onnx")
+        for r in range(rounds):
+            for framework in present if r % 2 == 0 else present[::-1]:
+                measured = measure(
                     framework,
                     path,
                     variant,
@@ -341,8 +350,22 @@ def run(
                     warmup=warmup,
                     onnx_file=onnx_file,
                 )
-            )
-    return results, notes
+                rounds_of.setdefault(framework, []).append(measured)
+    return [_combined(rounds_of[f]) for f in present], notes
+
+
+def _combined(results: list[Result]) -> Result:
+    """One framework's rounds as one result: medians of the rounds' times, the largest peak."""
+    return Result(
+        results[0].framework,
+        float(np.median([r.median_ms for r in results])),
+        float(np.median([r.p10_ms for r in results])),
+        float(np.median([r.p90_ms for r in results])),
+        sum(r.runs for r in results),
+        max(r.peak_rss_mib for r in results),
+        min(r.baseline_rss_mib for r in results),
+        results[0].version,
+    )
 
 
 if __name__ == "__main__":  # a child process: print one JSON line

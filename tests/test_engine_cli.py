@@ -106,6 +106,8 @@ def test_bench_quick_run(cli):
         "2",
         "--warmup",
         "1",
+        "--rounds",
+        "2",
         "--threads",
         "1",
         "--frameworks",
@@ -115,7 +117,7 @@ def test_bench_quick_run(cli):
     assert code == 0, err
     document = json.loads(out)
     (row,) = document["results"]
-    assert row["framework"] == "engine" and row["runs"] == 2 and row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
+    assert row["framework"] == "engine" and row["runs"] == 4 and row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
     assert row["peak_rss_mib"] >= row["baseline_rss_mib"] > 0 and document["budget_mib"] > document["weights_mib"] > 28
 
 
