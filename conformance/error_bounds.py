@@ -215,12 +215,29 @@ class BoundedArithmetic:
         else:
             m = _oc_fixed(ax, akh, akw)
             magnitude2 = (m if k7 is None else m + R.depthwise_conv2d(ax, np.abs(k7), padding=pad)) ** 2
-        variance = self.u**2 * (n + 1) * magnitude2
+        variance = self.u**2 * (n + 1) * magnitude2 + self._fft_variance(x.value, kh.value, kw.value)
         if x.sigma.any():
             variance = variance + squared(x.sigma * x.sigma)
         # Resized kernels (clauses 5.2, 5.3): their errors are shared by every position; worst case.
         kernels = _oc_fixed(ax, kh.sigma, akw) + _oc_fixed(ax, akh, kw.sigma)
         return np.sqrt(variance) + kernels
+
+    def _fft_variance(self, x: np.ndarray, kh: np.ndarray, kw: np.ndarray) -> np.ndarray:
+        """Clause 11.6, FFT passes: a zero-padded FFT correlation of length L rounds each output with
+        the energy of its whole line, u'^2 log2(L) |k|^2 |line|^2, not with the taps that reach it;
+        either pass order, the first pass's error carried through the second kernel. x (N, C, H, W),
+        kh (C, Kh), kw (C, Kw)."""
+        h, w = x.shape[2:]
+        log_h, log_w = np.log2(h + kh.shape[-1] - 1), np.log2(w + kw.shape[-1] - 1)
+        sh, sw = (np.sum(k * k, axis=-1)[None, :, None, None] for k in (kh, kw))
+        one = np.ones((x.shape[1], 1))
+        x2 = x * x
+        columns = np.broadcast_to(np.sum(x2, axis=2, keepdims=True), x.shape)
+        rows = np.broadcast_to(np.sum(x2, axis=3, keepdims=True), x.shape)
+        after_h, after_w = _oc_fixed(x, kh, one), _oc_fixed(x, one, kw)
+        h_first = log_h * sh * _oc_fixed(columns, one, kw * kw) + log_w * sw * np.sum(after_h**2, 3, keepdims=True)
+        w_first = log_w * sw * _oc_fixed(rows, kh * kh, one) + log_h * sh * np.sum(after_w**2, 2, keepdims=True)
+        return self.u**2 * np.maximum(h_first, w_first)
 
     def oversized_conv(self, x: Bounded, k_h, k_w, interpolate=False) -> Bounded:
         """OC (clause 5); x (N, C, H, W), k_h (C, 1, K, 1), k_w (C, 1, 1, K).
