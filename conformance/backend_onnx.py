@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from parcnetv2.conformance.backend_torch import TorchBackend
-from parcnetv2.conformance.observation import module_names
+from parcnetv2.conformance.observation import Run, module_names
 from parcnetv2.conformance.onnx_graph import OnnxModel, session
 from parcnetv2.conformance.protocol import Unsupported
 from parcnetv2.reference.architecture import Config
@@ -149,8 +149,8 @@ class _ExportingModel:
         """NCHW images (N, 3, H, W) -> logits (N, classes)."""
         return self._for(x)(x)
 
-    def trace(self, x: np.ndarray) -> list[tuple[str, Any, Any]]:
-        """Module inputs and outputs located through the exporter's scope names (clause 14.7)."""
+    def trace(self, x: np.ndarray) -> list[Run]:
+        """Module runs located through the exporter's scope names and parameters (clause 14.7)."""
         return self._for(x).trace(x)
 
 

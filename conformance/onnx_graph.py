@@ -24,6 +24,7 @@ import onnx
 import onnxruntime as ort
 from onnx.utils import Extractor
 
+from parcnetv2.conformance.observation import Run
 from parcnetv2.conformance.protocol import Unsupported
 
 __all__ = ["OnnxModel", "locate_outputs", "module_inputs", "module_scope", "session", "with_outputs"]
@@ -162,6 +163,7 @@ class OnnxModel:
     def __init__(self, model: onnx.ModelProto, names: Sequence[str]):
         self.proto = model
         self.names = [n for n in names if n]
+        self._known = set(self.names)
         self.input = _image_input(model)
         self.outputs = locate_outputs(model, self.names)
         self._plain: ort.InferenceSession | None = None
@@ -185,10 +187,11 @@ class OnnxModel:
             self._plain = session(self.proto)
         return self._plain.run(None, {self.input.name: np.ascontiguousarray(x)})[0]
 
-    def trace(self, x: np.ndarray) -> list[tuple[str, Any, Any]]:
-        """(name, input, output) of every located module of one forward pass, in the graph's order of
-        their outputs (children before parents), then the whole model as ``""`` (clause 14.7). The
-        input is None where the module reads more than one activation from outside its scope."""
+    def trace(self, x: np.ndarray) -> list[Run]:
+        """The runs of one forward pass (clause 14.7): every module located by its scope, with its
+        input and output (input None where it reads more than one activation from outside its
+        scope), and every module seen only through its parameters (``via`` "parameters"), in the
+        graph's order (children before parents); then the whole model as ``""``."""
         if self._constants is None:
             self._constants = _constants(self.proto)
         located = [n for n in self.names if n in self.outputs]
@@ -202,11 +205,33 @@ class OnnxModel:
         logits, by_tensor = fetched[0], dict(zip(tensors, fetched[1:]))
         by_tensor[self.input.name] = feed
         position = {t: i for i, node in enumerate(self.proto.graph.node) for t in node.output}
-        located.sort(key=lambda n: (position.get(self.outputs[n], -1), -n.count(".")))  # children first
-        runs: list[tuple[str, Any, Any]] = [
-            (n, by_tensor.get(inputs.get(n, "")) if n in inputs else None, by_tensor[self.outputs[n]]) for n in located
+        runs = [
+            (
+                position.get(self.outputs[n], -1),
+                -n.count("."),
+                Run(
+                    n, "forward", by_tensor.get(inputs.get(n, "")) if n in inputs else None, by_tensor[self.outputs[n]]
+                ),
+            )
+            for n in located
         ]
-        return [*runs, ("", feed, logits)]
+        runs += [(at, -n.count("."), Run(n, "parameters")) for n, at in self._parameter_uses(set(located)).items()]
+        runs.sort(key=lambda r: r[:2])  # the graph's order, children first
+        return [*(r[2] for r in runs), Run("", "forward", feed, logits)]
+
+    def _parameter_uses(self, located: set[str]) -> dict[str, int]:
+        """Modules no node is scoped to (a port computing in a parent, a flat port) whose official
+        parameters the graph reads: the position of the first node reading one (clause 14.7)."""
+        initializers = {i.name for i in self.proto.graph.initializer}
+        first: dict[str, int] = {}
+        for i, node in enumerate(self.proto.graph.node):
+            for tensor in node.input:
+                if tensor not in initializers:
+                    continue
+                for name in _enclosing(tensor.rpartition(".")[0]):
+                    if name in self._known and name not in located:
+                        first.setdefault(name, i)
+        return first
 
     def component(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
         """Module ``name`` cut out of the graph (its one input to its output), as a callable on
