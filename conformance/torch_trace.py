@@ -31,6 +31,8 @@ _METADATA = {
     "is_contiguous", "stride", "data_ptr", "element_size", "is_floating_point", "__len__", "__hash__",
     "is_complex", "names", "grad", "grad_fn", "is_leaf", "storage_offset", "nelement", "__format__",
 }  # fmt: skip
+# Tensor methods that copy a tensor into another dtype, device or layout.
+_CONVERSIONS = {"to", "double", "float", "half", "bfloat16", "type", "type_as", "clone", "detach", "contiguous", "cpu"}
 
 
 @dataclasses.dataclass
@@ -93,13 +95,24 @@ class _ParameterUse(TorchFunctionMode):
     def __init__(self, owners: dict[int, str], use: Callable[[set[str]], None]):
         super().__init__()
         self._owners, self._use = owners, use
+        self._derived: list[torch.Tensor] = []  # kept alive: their ids stand for their owners
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if _function_name(func) not in _METADATA:
-            used = {self._owners[id(a)] for a in _flatten((args, kwargs)) if id(a) in self._owners}
-            if used:
-                self._use(used)
+        name = _function_name(func)
+        if name in _METADATA:
+            return func(*args, **kwargs)
+        used = {self._owners[id(a)] for a in _flatten((args, kwargs)) if id(a) in self._owners}
+        if len(used) == 1 and name in _CONVERSIONS:
+            # A copy in another dtype or layout (a port casting its weights up front) is not a
+            # run: the copy stands for its owner until it is used.
+            result = func(*args, **kwargs)
+            if isinstance(result, torch.Tensor):
+                self._owners[id(result)] = next(iter(used))
+                self._derived.append(result)
+            return result
+        if used:
+            self._use(used)
         return func(*args, **kwargs)
 
 
