@@ -184,7 +184,7 @@ def check_model(check: Checker, run: ModelRun, *, case: Any = None, require_powe
     try:
         check.compare(observation.logits, run.logits, what=f"output of {label}", clause="2.1", case=case)
     except AssertionError as exc:
-        output_problem = str(exc)
+        output_problem = str(exc).split("\n  backend:")[0]  # the final message names the backend once
     logits_bound = run.bounded.bound(run.logits)
     power = float(np.max(logits_bound) / (np.sqrt(np.mean(run.logits.value**2)) or 1.0))
     check.notes["power"] = power
