@@ -26,7 +26,7 @@ from torch import nn
 
 from parcnetv2.conformance.backend_torch import TorchBackend
 from parcnetv2.conformance.observation import Run, module_names
-from parcnetv2.conformance.onnx_graph import OnnxModel, session
+from parcnetv2.conformance.onnx_graph import OnnxModel, official_name, session
 from parcnetv2.conformance.protocol import Unsupported
 from parcnetv2.reference.architecture import Config
 
@@ -189,11 +189,8 @@ class OnnxFileBackend:
 
     def initializers(self) -> dict[str, np.ndarray]:
         """Initializers stored under official parameter names (the exporter keeps most)."""
-        return {
-            i.name: onnx.numpy_helper.to_array(i)
-            for i in self.proto.graph.initializer
-            if i.name in self.fixed_state_dict
-        }
+        stored = {official_name(i.name): i for i in self.proto.graph.initializer}
+        return {name: onnx.numpy_helper.to_array(i) for name, i in stored.items() if name in self.fixed_state_dict}
 
     def parameter_shapes(self, config: Config) -> dict[str, tuple[int, ...]]:
         if config != self.config:

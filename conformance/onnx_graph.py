@@ -34,8 +34,23 @@ SCOPE_METADATA = "pkg.torch.onnx.name_scopes"
 _NOT_ACTIVATIONS = {"Constant", "Shape", "Gather", "Unsqueeze", "Concat", "Cast", "ConstantOfShape"}
 
 
+_WRAPPERS = ("_orig_mod.", "module.")  # torch.compile's and DataParallel's prefixes
+
+
+def official_name(name: str) -> str:
+    """``name`` without the prefixes a wrapper adds when a wrapped model is exported (clause 14.6)."""
+    while name.startswith(_WRAPPERS):
+        name = name.split(".", 1)[1]
+    return name
+
+
 def module_scope(node: onnx.NodeProto) -> str | None:
-    """The dotted module path a node was exported from, or None (no scope recorded)."""
+    """The dotted official module path a node was exported from, or None (no scope recorded)."""
+    scope = _recorded_scope(node)
+    return None if scope is None else official_name(scope)
+
+
+def _recorded_scope(node: onnx.NodeProto) -> str | None:
     for entry in node.metadata_props:
         if entry.key == SCOPE_METADATA:
             scopes = ast.literal_eval(entry.value)
@@ -228,7 +243,7 @@ class OnnxModel:
             for tensor in node.input:
                 if tensor not in initializers:
                     continue
-                for name in _enclosing(tensor.rpartition(".")[0]):
+                for name in _enclosing(official_name(tensor).rpartition(".")[0]):
                     if name in self._known and name not in located:
                         first.setdefault(name, i)
         return first
