@@ -52,7 +52,6 @@ ZOO_CI = {
         "holders",  # holder modules without forward, functional convs, registration order
         "pool_float16",
         "last_block_skipped",
-        "head_norm_eps_1e5",
     ],
     "torchscript": ["pool_float16"],
     "dynamo": ["modules"],
