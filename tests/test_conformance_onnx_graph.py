@@ -80,9 +80,9 @@ def test_module_outputs_inputs_trace_and_cut_out_modules():
     wrapped = OnnxModel(model, names)
     x = np.random.default_rng(0).standard_normal((1, 2, 2, 3)).astype(np.float32)
     runs = wrapped.trace(x)
-    assert [name for name, _, _ in runs] == ["stages.0.0.norm1", "stages.0.0.act", "stages.0.0", "stages.0", ""]
-    acts = {name: output for name, _, output in runs}
-    inputs = {name: given for name, given, _ in runs}
+    assert [r.name for r in runs] == ["stages.0.0.norm1", "stages.0.0.act", "stages.0.0", "stages.0", ""]
+    acts = {r.name: r.output for r in runs}
+    inputs = {r.name: r.input for r in runs}
     np.testing.assert_allclose(acts["stages.0.0.norm1"], x * [1, 2, 3], rtol=1e-6)
     np.testing.assert_array_equal(inputs["stages.0.0.act"], acts["stages.0.0.norm1"])
     np.testing.assert_allclose(
@@ -90,3 +90,26 @@ def test_module_outputs_inputs_trace_and_cut_out_modules():
     )
     np.testing.assert_allclose(wrapped(x), acts["stages.0.0"], rtol=1e-6)
     np.testing.assert_array_equal(acts[""], wrapped(x))
+
+
+def test_unscoped_modules_are_seen_through_their_parameters_and_wrapper_prefixes_dropped():
+    """A module no node is scoped to runs "through its parameters" at the first node reading one
+    (clause 14.7); torch.compile's ``_orig_mod.`` prefix is dropped from scopes and initializers."""
+    nodes = [
+        helper.make_node("Mul", ["x", "_orig_mod.stages.0.0.norm1.weight"], ["n"], name="Mul_0"),
+        _dynamo_node("Erf", ["n"], ["y"], ["", "_orig_mod.stages.0.0.act", "erf"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "unscoped",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        initializer=[helper.make_tensor("_orig_mod.stages.0.0.norm1.weight", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    runs = OnnxModel(model, ["stages.0.0.norm1", "stages.0.0.act"]).trace(np.ones((1, 3), np.float32))
+    assert [(r.name, r.via) for r in runs] == [
+        ("stages.0.0.norm1", "parameters"),
+        ("stages.0.0.act", "forward"),
+        ("", "forward"),
+    ]

@@ -48,12 +48,8 @@ def test_legitimate_reimplementation_is_accepted(name, tmp_path):
 # default, `--zoo ci`, runs a small subset under the deterministic CI profile, to fit the CI time
 # budget.
 ZOO_CI = {
-    "model": [
-        "holders",  # holder modules without forward, functional convs, registration order
-        "pool_float16",
-        "last_block_skipped",
-    ],
-    "torchscript": ["pool_float16"],
+    "model": ["holders", "last_block_skipped"],  # holders: parameter holders without forward, order
+    "torchscript": ["dw7_before_gelu"],
     "dynamo": ["modules"],
 }
 
