@@ -103,7 +103,7 @@ class _ParameterUse(TorchFunctionMode):
         if name in _METADATA:
             return func(*args, **kwargs)
         used = {self._owners[id(a)] for a in _flatten((args, kwargs)) if id(a) in self._owners}
-        if len(used) == 1 and name in _CONVERSIONS:
+        if name in _CONVERSIONS and len(used) == 1 and args and id(args[0]) in self._owners:
             # A copy in another dtype or layout (a port casting its weights up front) is not a
             # run: the copy stands for its owner until it is used.
             result = func(*args, **kwargs)
