@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from parcnetv2 import __version__
-from parcnetv2.conformance.observation import module_names
+from parcnetv2.conformance.observation import Run, module_names
 from parcnetv2.conformance.protocol import BackendUnavailable, Unsupported
-from parcnetv2.conformance.torch_trace import Call, callable_module, submodule, trace_module, unwrap
+from parcnetv2.conformance.torch_trace import callable_module, submodule, trace_module, unwrap
 from parcnetv2.errors import WeightsError
 from parcnetv2.pytorch import model as tm
 from parcnetv2.reference.architecture import Config
@@ -286,7 +286,7 @@ class TorchModel:
 
         return run
 
-    def trace(self, x: np.ndarray) -> list[Call]:
+    def trace(self, x: np.ndarray) -> list[Run]:
         """The runs of the official modules during one forward pass (clause 14.6); the model's own
         entry is left out when the module is wrapped (its eager output is not what it returns)."""
         self._activate()

@@ -4,7 +4,7 @@ exposes them, the runs of its named modules.
 A model of the protocol may offer ``trace(x)``: the runs of the official named modules during one
 forward pass, in completion order (children before their parents), each as ``(name, input,
 output)`` or as an object with ``name``, ``via`` ("forward" or "parameters"), ``input`` and
-``output`` (``parcnetv2.conformance.torch_trace.Call``). Older backends offer ``activations(x)``,
+``output`` (a ``Run`` of this module). Older backends offer ``activations(x)``,
 ``{name: output}``; the harness reads either. The model itself appears in a trace as ``""``.
 
 Shape legend: N, C, H, W, K.

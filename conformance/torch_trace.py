@@ -15,7 +15,6 @@ Shape legend: N, C, H, W, K.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -23,7 +22,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["Call", "callable_module", "submodule", "trace_module", "unwrap"]
+from parcnetv2.conformance.observation import Run
+
+__all__ = ["callable_module", "submodule", "trace_module", "unwrap"]
 
 # Tensor methods and properties that read metadata, not values: they never make a module run.
 _METADATA = {
@@ -33,18 +34,6 @@ _METADATA = {
 }  # fmt: skip
 # Tensor methods that copy a tensor into another dtype, device or layout.
 _CONVERSIONS = {"to", "double", "float", "half", "bfloat16", "type", "type_as", "clone", "detach", "contiguous", "cpu"}
-
-
-@dataclasses.dataclass
-class Call:
-    """One run of a named module: ``via`` is "forward" (its forward was called: ``input`` is its first
-    argument, ``output`` its result) or "parameters" (its parameters were used by its parent:
-    no input or output is known)."""
-
-    name: str
-    via: str
-    input: Any = None
-    output: Any = None
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -127,7 +116,7 @@ def _flatten(value: Any) -> Iterable[Any]:
         yield value
 
 
-def trace_module(module: nn.Module, names: Sequence[str], run: Callable[[], Any]) -> list[Call]:
+def trace_module(module: nn.Module, names: Sequence[str], run: Callable[[], Any]) -> list[Run]:
     """The runs of the official ``names`` found in ``module`` while ``run()`` executes (which calls
     the model once), in completion order. ``module`` must be an eager module (``unwrap`` it first);
     TorchScript modules cannot be traced (no Python hooks): a TypeError says so."""
@@ -144,7 +133,7 @@ def trace_module(module: nn.Module, names: Sequence[str], run: Callable[[], Any]
     for name, sub in present.items():
         for parameter in sub.parameters(recurse=False):
             owners[id(parameter)] = name
-    calls: list[Call] = []
+    calls: list[Run] = []
     active: list[str] = []  # modules whose forward is running
     episode: set[str] = set()  # modules whose parameters the latest torch functions used
 
@@ -152,7 +141,7 @@ def trace_module(module: nn.Module, names: Sequence[str], run: Callable[[], Any]
         nonlocal episode
         outside = used - set(active)  # a module running its own forward uses its parameters itself
         for name in sorted(outside - episode, key=list(present).index):
-            calls.append(Call(name, "parameters"))
+            calls.append(Run(name, "parameters"))
         episode = outside
 
     def pre_hook(name: str) -> Callable[..., None]:
@@ -169,7 +158,7 @@ def trace_module(module: nn.Module, names: Sequence[str], run: Callable[[], Any]
             if active and active[-1] == name:
                 active.pop()
             episode = set()
-            calls.append(Call(name, "forward", args[0] if args else None, output))
+            calls.append(Run(name, "forward", args[0] if args else None, output))
 
         return hook
 
