@@ -5,7 +5,9 @@ component and model it is asked for, with ``torch.onnx.export(..., dynamo=False)
 and runs the export with ONNX Runtime's CPUExecutionProvider. Exports are cached per module,
 weights and input shape within the process (so per pytest-xdist worker).
 ``OnnxFileBackend`` is ``--backend onnx --model FILE.onnx --weights FILE``: one fixed model,
-the weights it was exported from, and its intermediate activations (``onnx_graph``).
+the weights it was exported from, and its intermediate activations (``onnx_graph``); when the
+harness can locate every parameter in the graph (``onnx_weights``), the file also runs with other
+weights.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import nn
 from parcnetv2.conformance.backend_torch import TorchBackend
 from parcnetv2.conformance.observation import Run, module_names
 from parcnetv2.conformance.onnx_graph import OnnxModel, official_name, session
+from parcnetv2.conformance.onnx_weights import WeightMap, locate_weights
 from parcnetv2.conformance.protocol import Unsupported
 from parcnetv2.reference.architecture import Config
 
@@ -158,7 +161,8 @@ class OnnxFileBackend:
     """A user's exported model and the weights it was exported from (clause 14.7).
 
     ``fixed_state_dict`` holds those weights (the harness runs the reference with them);
-    ``model`` returns the file as an ``OnnxModel`` with its intermediate activations.
+    ``model`` returns the file as an ``OnnxModel`` with its intermediate activations, with
+    other weights written into it where ``other_weights`` is None (else it says why not).
     """
 
     def __init__(self, path: Path, state_dict: Mapping[str, np.ndarray], config: Config):
@@ -167,8 +171,16 @@ class OnnxFileBackend:
         self.proto = onnx.load(str(path))
         self.fixed_state_dict = dict(state_dict)
         self.config = config
-        self._model = OnnxModel(self.proto, module_names(config))
+        self._weights: WeightMap | None = None
+        self.other_weights: str | None = None
+        try:
+            self._weights = locate_weights(self.proto, self.fixed_state_dict)
+        except Unsupported as exc:
+            self.other_weights = str(exc)
+        self._aliases = self._weights.aliases() if self._weights else {}
+        self._model = OnnxModel(self.proto, module_names(config), self._aliases)
         self.dtype = self._model.dtype
+        self._substituted: tuple[str, OnnxModel] | None = None
 
     def info(self) -> dict[str, Any]:
         opsets = {o.domain or "ai.onnx": o.version for o in self.proto.opset_import}
@@ -181,6 +193,8 @@ class OnnxFileBackend:
             "provider": "CPUExecutionProvider",
             "input_shape": list(self._model.input_shape),
             "located_activations": len(self._model.outputs),
+            "other_weights": self.other_weights or "every parameter located: the harness's weights are written in",
+            "lowered": self._model.lowered,
         }
 
     @property
@@ -198,9 +212,22 @@ class OnnxFileBackend:
         return {k: tuple(np.shape(v)) for k, v in self.fixed_state_dict.items()}
 
     def model(self, config: Config, state_dict: Mapping[str, np.ndarray]) -> OnnxModel:
+        """The file computing with ``state_dict``: as stored when those are its weights, else with
+        them written in (the last such model is kept)."""
         if config != self.config:
             raise Unsupported(f"the ONNX file is one model ({self.config.name})")
-        return self._model
+        if all(np.array_equal(state_dict[k], v) for k, v in self.fixed_state_dict.items()):
+            return self._model
+        if self._weights is None:
+            raise Unsupported(f"the ONNX file cannot take other weights: {self.other_weights}")
+        digest = hashlib.sha1()
+        for name in self.fixed_state_dict:
+            digest.update(np.ascontiguousarray(state_dict[name]).tobytes())
+        key = digest.hexdigest()
+        if self._substituted is None or self._substituted[0] != key:
+            proto = self._weights.substituted(self.proto, state_dict)
+            self._substituted = (key, OnnxModel(proto, module_names(config), self._aliases))
+        return self._substituted[1]
 
 
 def backend() -> OnnxBackend:

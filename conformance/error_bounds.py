@@ -50,6 +50,7 @@ __all__ = ["REGIMES", "Bounded", "BoundedArithmetic", "BoundedReference", "exact
 
 Params = Mapping[str, np.ndarray]
 REGIMES = ("drawn", "any")
+_DFT_FACTOR = probabilistic_constant("dft_factor")
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,12 @@ class BoundedArithmetic:
     format). Values are computed by the reference's own operations in float64.
     """
 
-    def __init__(self, dtype: Any, regime: str = "drawn"):
+    def __init__(self, dtype: Any, regime: str = "drawn", *, dft: bool = False):
         if regime not in REGIMES:
             raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
         self.dtype = np.dtype(dtype)
         self.regime = regime
+        self.dft = dft  # the implementation's FFT passes are direct DFTs (clause 11.6)
         self.u = unit_roundoff(self.dtype) + unit_roundoff(np.float64)
 
     def bound(self, x: Bounded) -> np.ndarray:
@@ -228,7 +230,7 @@ class BoundedArithmetic:
         either pass order, the first pass's error carried through the second kernel. x (N, C, H, W),
         kh (C, Kh), kw (C, Kw)."""
         h, w = x.shape[2:]
-        log_h, log_w = np.log2(h + kh.shape[-1] - 1), np.log2(w + kw.shape[-1] - 1)
+        log_h, log_w = (self._fft_growth(n + k.shape[-1] - 1) for n, k in ((h, kh), (w, kw)))
         sh, sw = (np.sum(k * k, axis=-1)[None, :, None, None] for k in (kh, kw))
         one = np.ones((x.shape[1], 1))
         x2 = x * x
@@ -238,6 +240,11 @@ class BoundedArithmetic:
         h_first = log_h * sh * _oc_fixed(columns, one, kw * kw) + log_w * sw * np.sum(after_h**2, 3, keepdims=True)
         w_first = log_w * sw * _oc_fixed(rows, kh * kh, one) + log_h * sh * np.sum(after_w**2, 2, keepdims=True)
         return self.u**2 * np.maximum(h_first, w_first)
+
+    def _fft_growth(self, length: int) -> float:
+        """How an FFT pass of ``length`` grows the variance: log2(L), or for a direct DFT
+        dft_factor * L^2 (clause 11.6)."""
+        return _DFT_FACTOR * length**2 if self.dft else float(np.log2(length))
 
     def oversized_conv(self, x: Bounded, k_h, k_w, interpolate=False) -> Bounded:
         """OC (clause 5); x (N, C, H, W), k_h (C, 1, K, 1), k_w (C, 1, 1, K).

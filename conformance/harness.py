@@ -231,15 +231,18 @@ class Harness:
         (N, 3, H, W), both already in the backend's dtype. The bounds assume the harness's drawn
         weights (clause 11.5, regime "drawn") unless the target's weights come from elsewhere. A
         model the backend does not provide (``Unsupported``) leaves the trace empty."""
-        bounded = BoundedReference(self.dtype, "drawn" if target.weights == "harness" else "any")
         parts = {c.name: c for c in components(target.config)}
-        run = ModelRun(target, weights, image, [], exact(np.zeros(0)), parts, bounded)
+        model, error = None, None
         try:
-            run.model = self.backend.model(target.config, weights)
+            model = self.backend.model(target.config, weights)
         except Exception as exc:
-            run.model_error = exc
-            if isinstance(exc, Unsupported):
-                return run
+            error = exc
+        # Clause 11.6: a model whose FFT passes are direct DFTs says so (``computes_dft``).
+        dft = bool(getattr(model, "computes_dft", False))
+        bounded = BoundedReference(self.dtype, "drawn" if target.weights == "harness" else "any", dft=dft)
+        run = ModelRun(target, weights, image, [], exact(np.zeros(0)), parts, bounded, model, error)
+        if isinstance(error, Unsupported):
+            return run
 
         def record(name: str, inputs: Bounded, output: Bounded) -> Bounded:
             run.trace.append((name, inputs, output))

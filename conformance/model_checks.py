@@ -54,19 +54,26 @@ class Finding:
     name: str
     where: str
     message: str
-    after: str = ""  # the module that ran before (for "before")
+    after: str = ""  # the module observed before this one
 
     def place(self) -> str:
-        """Where: the module, "after X, before Y", or "after the last module"."""
+        """Where: the module, "after X, before Y", "after the last module" or, when no module
+        before the logits was observed, anywhere between the image and the logits."""
         if self.where == "before":
             return f"after {self.after or 'the input'}, before {self.name}"
-        return self.name or "after the last module (head)"
+        if self.name:
+            return self.name
+        if self.after == "head":
+            return "after the last module (head)"
+        if self.after:
+            return f"after {self.after} (the last module observed), before the logits"
+        return "between the image and the logits (no module of the model could be observed)"
 
     def headline(self) -> str:
         if self.where == "before":
             return f"first divergence: {self.place()} (the computation between these modules is not the official one)"
         if not self.name:
-            return f"first divergence: {self.place()}: the logits are not the head's output"
+            return f"first divergence: {self.place()}: the logits are not the official model's"
         return f"first divergence: {self.place()} (its output on its own input)"
 
 
@@ -111,7 +118,7 @@ def locate(check: Checker, run: ModelRun, observation: Observation) -> tuple[lis
             output = run.bounded.component(part.kind, subtree(weights, name), exact(own_input), part.settings)
         ok, message, _ = _check(check, got, output, f"{label} of {run.target.label}", clause)
         if not ok:
-            findings.append(Finding(name, "inside", message))
+            findings.append(Finding(name, "inside", message, previous[0]))
         checked.append(name)
         if part.kind not in ("stage",):
             previous[0] = name
@@ -166,9 +173,28 @@ def check_model(check: Checker, run: ModelRun, *, case: Any = None, require_powe
             check.not_provided[str(run.model_error)] += 1
             return
         raise AssertionError(check.describe(f"backend model for {run.target.label} failed: {run.model_error}", case))
-    observation = check.call(run.observation)
     label = run.target.label
     problems: list[str] = []
+    # Clause 14.7: a narrower float type stated in the model fails whatever the runtime makes of it.
+    narrowed = getattr(run.model, "narrowed", None)
+    casts = narrowed() if callable(narrowed) else []
+    if casts:
+        check.notes["narrowed"] = casts
+        check.notes["first_divergence"] = casts[0].split(": ", 1)[0]
+        more = f" and {len(casts) - 3} more" if len(casts) > 3 else ""
+        problems.append(
+            f"precision of {label} (clause 14.7): the model computes activations in a narrower float type "
+            f"than its {check.dtype} input: {'; '.join(casts[:3])}{more}"
+        )
+    try:
+        observation = check.call(run.observation)
+    except Exception as exc:
+        if not casts:
+            raise
+        problems.append(f"the model does not run: {type(exc).__name__}: {str(exc)[:300]}")
+        raise AssertionError(check.describe("\n".join(problems), case)) from None
+    if getattr(run.model, "lowered", None):
+        check.notes["lowered"] = run.model.lowered
     if observation.traced:
         covered = coverage(run.target.config, observation)
         check.notes["coverage"] = {"problems": covered.problems, "units_observed": len(covered.observed)}
@@ -203,8 +229,9 @@ def check_model(check: Checker, run: ModelRun, *, case: Any = None, require_powe
         )
     if findings:
         first = findings[0]
-        check.notes["first_divergence"] = first.place()
-        problems.insert(0, f"{first.headline()}\n    {first.message}")
+        if not casts:
+            check.notes["first_divergence"] = first.place()
+        problems.insert(1 if casts else 0, f"{first.headline()}\n    {first.message}")
         if len(findings) > 1:
             problems.append(f"{len(findings) - 1} later findings, e.g. " + "; ".join(f.name for f in findings[1:4]))
     if output_problem:

@@ -16,18 +16,20 @@ produced; the harness maps it to the reference's layout by shape (clause 14.7).
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import helper
 from onnx.utils import Extractor
 
 from parcnetv2.conformance.observation import Run
 from parcnetv2.conformance.protocol import Unsupported
 
-__all__ = ["OnnxModel", "locate_outputs", "module_inputs", "module_scope", "session", "with_outputs"]
+__all__ = ["OnnxModel", "locate_outputs", "module_inputs", "module_scope", "runnable", "session", "with_outputs"]
 
 SCOPE_METADATA = "pkg.torch.onnx.name_scopes"
 # Nodes that compute no activation (constants, shape arithmetic) never end a module's scope.
@@ -136,12 +138,72 @@ def with_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelPr
     return extended
 
 
-def session(model: onnx.ModelProto | bytes) -> ort.InferenceSession:
-    """An ONNX Runtime session on the CPU provider, warnings silenced."""
+# ONNX Runtime's refusal of an operator it has no kernel for at the node's types.
+_NO_KERNEL = re.compile(r"Could not find an implementation for (\w+)\(\d+\) node")
+_LOWERING_ROUNDS = 8  # one per operator lowered
+
+
+def _create(model: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    data = model if isinstance(model, bytes) else model.SerializeToString()
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def runnable(model: onnx.ModelProto) -> tuple[ort.InferenceSession, onnx.ModelProto, list[str]]:
+    """A CPU session for ``model``, the model it runs and what was lowered to run it: ONNX Runtime
+    has no float64 kernel for some operators (Conv, Erf), so a file computing internally in
+    float64 would not run at all; those nodes run in float32 between two Casts instead (a lower
+    precision than the file states, so its error can only grow), and the list says so (clause 14.7)."""
+    lowered: list[str] = []
+    for _ in range(_LOWERING_ROUNDS):
+        try:
+            return _create(model), model, lowered
+        except Exception as exc:  # ORT raises its own exception types
+            refused = _NO_KERNEL.search(str(exc))
+            count = 0 if refused is None else _lower_float64(model, refused.group(1))
+            if count == 0:
+                raise
+            op = refused.group(1)
+            lowered.append(f"{count} float64 {op} nodes run in float32 (no float64 kernel in ONNX Runtime)")
+    return _create(model), model, lowered
+
+
+def _lower_float64(model: onnx.ModelProto, op: str) -> int:
+    """Make every ``op`` node reading a float64 tensor compute in float32, in place; how many."""
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.value_info, *inferred.input, *inferred.output)}
+    types.update({i.name: i.data_type for i in model.graph.initializer})
+    double, single = onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT
+    nodes, count = [], 0
+    for k, node in enumerate(model.graph.node):
+        if node.op_type != op or not any(types.get(t) == double for t in node.input if t):
+            nodes.append(node)
+            continue
+        count += 1
+        lowered = onnx.NodeProto()
+        lowered.CopyFrom(node)
+        for i, tensor in enumerate(node.input):
+            if tensor and types.get(tensor) == double:
+                lowered.input[i] = f"{tensor}__float32_{k}"
+                nodes.append(helper.make_node("Cast", [tensor], [lowered.input[i]], to=single))
+        for i, tensor in enumerate(node.output):
+            lowered.output[i] = f"{tensor}__float32_{k}"
+        nodes.append(lowered)
+        nodes += [helper.make_node("Cast", [t], [o], to=double) for t, o in zip(lowered.output, node.output)]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return count
+
+
+def session(model: onnx.ModelProto | bytes) -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU provider, warnings silenced (``runnable``'s lowering applied)."""
+    return runnable(onnx.load_from_string(model) if isinstance(model, bytes) else _copy(model))[0]
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
 
 
 def _image_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
@@ -175,13 +237,25 @@ class OnnxModel:
 
     fixed_shapes = True
 
-    def __init__(self, model: onnx.ModelProto, names: Sequence[str]):
+    def __init__(self, model: onnx.ModelProto, names: Sequence[str], aliases: Mapping[str, str] | None = None):
         self.proto = model
+        self.aliases = dict(aliases or {})  # tensor -> the official parameter it holds
         self.names = [n for n in names if n]
         self._known = set(self.names)
         self.input = _image_input(model)
         self.outputs = locate_outputs(model, self.names)
+        # Created now so that what had to be lowered to run at all is known up front (``runnable``);
+        # a graph ONNX Runtime refuses (a bfloat16 Conv) fails when run, after the harness has named
+        # what it can see in the graph itself.
+        self.lowered: list[str] = []
         self._plain: ort.InferenceSession | None = None
+        self._refused: Exception | None = None
+        try:
+            self._plain, _, self.lowered = runnable(_copy(model))
+        except Exception as exc:  # ORT raises its own exception types
+            self._refused = exc
+        # ONNX Runtime's DFT operator is a direct DFT on lengths that are not powers of two (clause 11.6).
+        self.computes_dft = any(node.op_type == "DFT" for node in model.graph.node)
         self._extended: ort.InferenceSession | None = None
         self._extractor: Extractor | None = None
         self._constants: set[str] | None = None
@@ -199,7 +273,7 @@ class OnnxModel:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """NCHW images (N, 3, H, W) -> the graph's first output (the logits)."""
         if self._plain is None:
-            self._plain = session(self.proto)
+            raise RuntimeError(f"ONNX Runtime cannot run the file: {self._refused}")
         return self._plain.run(None, {self.input.name: np.ascontiguousarray(x)})[0]
 
     def trace(self, x: np.ndarray) -> list[Run]:
@@ -236,17 +310,50 @@ class OnnxModel:
 
     def _parameter_uses(self, located: set[str]) -> dict[str, int]:
         """Modules no node is scoped to (a port computing in a parent, a flat port) whose official
-        parameters the graph reads: the position of the first node reading one (clause 14.7)."""
-        initializers = {i.name for i in self.proto.graph.initializer}
+        parameters the graph computes with: the position of the first node that reads one, or a
+        tensor computed from one alone (a Cast to float64, a transpose), together with an
+        activation (clause 14.7). Tensors are known as parameters by their official names and by
+        the ``aliases`` the model was given (``onnx_weights``: folded copies under other names)."""
+        if self._constants is None:
+            self._constants = _constants(self.proto)
+        owner = {i.name: official_name(i.name) for i in self.proto.graph.initializer}
+        owner.update(self.aliases)
         first: dict[str, int] = {}
         for i, node in enumerate(self.proto.graph.node):
-            for tensor in node.input:
-                if tensor not in initializers:
-                    continue
-                for name in _enclosing(official_name(tensor).rpartition(".")[0]):
+            params = [owner[t] for t in node.input if t in owner]
+            if not params:
+                continue
+            if all(t in self._constants for t in node.input if t):  # arithmetic on weights alone
+                owner.update((t, params[0]) for t in node.output)
+                continue
+            for param in params:
+                for name in _enclosing(param.rpartition(".")[0]):
                     if name in self._known and name not in located:
                         first.setdefault(name, i)
         return first
+
+    def narrowed(self) -> list[str]:
+        """Where the graph casts an activation to a float type narrower than its image input's
+        (float16 or bfloat16 in a float32 file): "module or place: Cast node -> type" (clause 14.7). ONNX
+        Runtime's CPU provider may drop such a Cast pair and compute in float32; another runtime
+        would not, so the file is judged by what it says."""
+        width = {onnx.TensorProto.DOUBLE: 64, onnx.TensorProto.FLOAT: 32,
+                 onnx.TensorProto.FLOAT16: 16, onnx.TensorProto.BFLOAT16: 16}  # fmt: skip
+        own = width.get(self.input.type.tensor_type.elem_type, 0)
+        if self._constants is None:
+            self._constants = _constants(self.proto)
+        ends = {self.outputs[n]: n for n in self.names if n in self.outputs}
+        order = [(i, ends[t]) for i, node in enumerate(self.proto.graph.node) for t in node.output if t in ends]
+        found = []
+        for i, node in enumerate(self.proto.graph.node):
+            to = next((a.i for a in node.attribute if a.name == "to"), None)
+            if node.op_type != "Cast" or node.input[0] in self._constants or width.get(to, own) >= own:
+                continue
+            after = next((n for at, n in reversed(order) if at < i), "the input")
+            before = next((n for at, n in order if at > i), "the logits")
+            where = module_scope(node) or f"after {after}, before {before}"
+            found.append(f"{where}: {node.name or node.output[0]} -> {onnx.TensorProto.DataType.Name(to)}")
+        return found
 
     def component(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
         """Module ``name`` cut out of the graph (its one input to its output), as a callable on

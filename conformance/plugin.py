@@ -194,8 +194,8 @@ def _build(config: pytest.Config) -> Any:
     fixed = getattr(backend, "fixed_state_dict", None)
     param_targets: list[Any]
     if fixed is not None:
-        target = _file_target(backend)
-        targets, param_targets, geometry = [target], [target], []
+        targets = _file_targets(backend)
+        param_targets, geometry = [targets[-1]], []
     else:
         numerics = variants if variants is not None else ([_VARIANT_FOR_MODELS] if model is not None else [])
         sd = None if trained is None else trained.state_dict()
@@ -225,16 +225,26 @@ def _build(config: pytest.Config) -> Any:
     )
 
 
-def _file_target(backend: Any) -> Any:
-    """The fixed model of an exported file: its weights' configuration, its input shape."""
+def _file_targets(backend: Any) -> list[Any]:
+    """The targets of an exported file (clause 14.7): the file's own weights ("file") at its input
+    shape; when the harness can write weights into it, first its own weights at that shape and,
+    where the graph leaves H and W free, at the small odd non-square size (the batch too if free)."""
     from parcnetv2 import reference
-    from parcnetv2.conformance.harness import IMAGE_SIZE, Target
+    from parcnetv2.conformance.harness import IMAGE_SIZE, SMALL_IMAGE, Target
 
     config = reference.from_state_dict(backend.fixed_state_dict).config
     shape = list(getattr(backend, "input_shape", (None, None, None, None)))
     defaults = [1, config.constants["in_chans"], IMAGE_SIZE, IMAGE_SIZE]
     image = tuple(d if isinstance(d, int) and d > 0 else defaults[i] for i, d in enumerate(shape))
-    return Target("file", config, image, backend.fixed_state_dict, "file")
+    own = Target("file", config, image, backend.fixed_state_dict, "file")
+    if getattr(backend, "other_weights", "") is not None:
+        return [own]
+    targets = [Target("file,harness-weights", config, image)]
+    free = [not (isinstance(d, int) and d > 0) for d in shape]
+    if len(shape) == 4 and free[2] and free[3]:
+        small = (SMALL_IMAGE[0] if free[0] else image[0], image[1], SMALL_IMAGE[1], SMALL_IMAGE[2])
+        targets.append(Target(f"file@{small[2]}x{small[3]},harness-weights", config, small))
+    return [*targets, own]
 
 
 def _seed(config: pytest.Config) -> int:

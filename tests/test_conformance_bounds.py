@@ -18,7 +18,7 @@ from parcnetv2.conformance.error_bounds import BoundedReference, exact
 from parcnetv2.conformance.observation import map_layout
 from parcnetv2.reference.initialization import conditioned_state_dict
 from parcnetv2.spec import architecture_defaults
-from parcnetv2.spec.tolerance import probabilistic_constant, probabilistic_factor, propagation_length
+from parcnetv2.spec.tolerance import probabilistic_constant, probabilistic_factor, propagation_length, unit_roundoff
 
 F32 = np.float32
 EPS, LOCAL = architecture_defaults()["norm_eps"], architecture_defaults()["local_kernel_size"]
@@ -157,3 +157,30 @@ def test_tolerance_api_extensions():
         probabilistic_constant("nonsense")
     assert BoundedReference(F32).bound(exact(np.zeros(2)))[0] == np.finfo(F32).tiny
     assert BoundedReference(np.float64).u < BoundedReference(F32).u
+
+
+@pytest.mark.parametrize("length", [19, 55, 166])
+def test_dft_factor_covers_onnx_runtime_dft_and_log2_does_not(length):
+    """Clause 11.6: ONNX Runtime's DFT on a length that is not a power of two rounds with an RMS
+    error that grows like L, inside sqrt(dft_factor) * L * u * ||row|| and beyond the sqrt(log2 L)
+    of an accurate FFT (the measurement behind tolerance.toml's dft_factor)."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    rows = 256
+    node = helper.make_node("DFT", ["x"], ["y"], axis=1, onesided=1)
+    graph = helper.make_graph(
+        [node], "dft", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, length, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(length).standard_normal((rows, length, 1)).astype(F32)
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    exact_ = np.fft.rfft(x[..., 0].astype(np.float64), axis=1)
+    assert y.shape == (rows, exact_.shape[1], 2)
+    assert y.dtype == F32
+    row_norms = unit_roundoff(F32) * np.linalg.norm(x[..., 0].astype(np.float64), axis=1)
+    rms = float(np.sqrt(np.mean((np.abs(y[..., 0] + 1j * y[..., 1] - exact_) / row_norms[:, None]) ** 2)))
+    low, high = np.sqrt(np.log2(length)), np.sqrt(probabilistic_constant("dft_factor")) * length
+    assert low < rms <= high, f"DFT length {length}: RMS error {rms:.3g} u||row||, expected in ({low:.3g}, {high:.3g}]"

@@ -16,6 +16,7 @@ from parcnetv2.conformance.runner import run_suite
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 
 FACTORIES = """
 import torch
@@ -114,9 +115,10 @@ def test_torch_factory_with_other_names_lists_the_differences(factories, tmp_pat
     assert names["parameter_differences"]["unexpected"] == ["classifier.weight", "classifier.bias"]
 
 
-def _export(folder, approximate: str, dynamo: bool = False) -> tuple[str, str]:
+def _export(folder, approximate: str, dynamo: bool = False, half_norm: bool = False) -> tuple[str, str]:
     """A small model with harness-style weights, exported at 45 x 29 (TorchScript exporter at
-    opset 17, or the dynamo exporter at opset 18), and its weights (.npz)."""
+    opset 17, or the dynamo exporter at opset 18), and its weights (.npz). ``half_norm``: the head
+    norm's output goes through float16 and back."""
     from parcnetv2.pytorch import model as tm
     from parcnetv2.reference import Config, parameter_shapes
     from parcnetv2.reference.initialization import independent_weights
@@ -128,6 +130,8 @@ def _export(folder, approximate: str, dynamo: bool = False) -> tuple[str, str]:
     for module in model.modules():
         if isinstance(module, torch.nn.GELU):
             module.approximate = approximate
+    if half_norm:
+        model.norm.register_forward_hook(lambda module, args, out: out.half().float())
     stem = folder / f"small_{approximate}_{'dynamo' if dynamo else 'torchscript'}"
     np.savez(f"{stem}.npz", **weights)
     with warnings.catch_warnings():
@@ -141,17 +145,19 @@ def _export(folder, approximate: str, dynamo: bool = False) -> tuple[str, str]:
 
 def test_exported_onnx_file_with_its_weights_passes(tmp_path):
     """Clause 14.7: output, every located module on its own input, probes of modules cut out of the
-    graph, initializers."""
+    graph, initializers; with the file's weights and with the harness's written into it."""
     model, weights = _export(tmp_path, "none")
-    probe = "conformance/test_probes.py::test_module_probe[file:stages.1.0.token_mixer.dwconv1.conv_h]"
+    probe = "conformance/test_probes.py::test_module_probe[file,harness-weights:stages.1.0.token_mixer.dwconv1.conv_h]"
     result = run_suite(
         [*MODEL_TESTS, probe, "--backend", "onnx", "--model", model, "--weights", weights, *QUICK],
         report=tmp_path / "r.json",
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert result.report["backend_info"]["opset"] == 17
+    assert result.report["backend_info"]["other_weights"].startswith("every parameter located")
     tests = result.tests()
     assert tests["test_variant_model[file]"]["modules_checked"] > 60
+    assert tests["test_variant_model[file,harness-weights]"]["modules_checked"] > 60
     assert tests["test_exported_initializers_match_weights"]["outcome"] == "passed"
     assert tests[probe.split("::")[1]]["outcome"] == "passed"
 
@@ -168,12 +174,47 @@ def test_exported_onnx_file_with_tanh_gelu_names_the_first_divergence(tmp_path):
     assert set(result.report["first_divergences"].values()) == {"stages.0.0.token_mixer.act"}
 
 
+def test_exported_onnx_file_without_scopes_is_checked_with_the_harness_weights(tmp_path):
+    """Clause 14.7: a graph whose nodes name no module (as a port of one flat module exports) gets
+    the harness's weights written in; a wrong GELU is then found at the logits, placed between the
+    image and the logits."""
+    model, weights = _export(tmp_path, "tanh")
+    proto = onnx.load(model)
+    for i, node in enumerate(proto.graph.node):
+        node.name = f"n{i}"
+    onnx.save(proto, model)
+    result = run_suite(
+        ["conformance/test_model.py::test_variant_model", "--backend", "onnx", "--model", model, "--weights", weights,
+         *QUICK],
+        report=tmp_path / "r.json",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert result.tests()["test_variant_model[file,harness-weights]"]["outcome"] == "failed"
+    assert set(result.report["first_divergences"].values()) == {
+        "between the image and the logits (no module of the model could be observed)"
+    }
+
+
+def test_exported_onnx_file_computing_in_float16_fails_even_when_the_runtime_does_not(tmp_path):
+    """Clause 14.7: a Cast of an activation to float16 in a float32 file fails with its place,
+    whether or not ONNX Runtime keeps the round trip."""
+    model, weights = _export(tmp_path, "none", half_norm=True)
+    result = run_suite(
+        ["conformance/test_model.py::test_variant_model", "--backend", "onnx", "--model", model, "--weights", weights,
+         *QUICK],
+        report=tmp_path / "r.json",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "computes activations in a narrower float type" in result.stdout
+    assert set(result.report["first_divergences"].values()) == {"after norm, before head"}
+
+
 def test_dynamo_export_is_located_through_scope_metadata(tmp_path):
     """Clause 14.7: the dynamo exporter's pkg.torch.onnx.name_scopes locate modules (blocks and token
     mixers included) just as TorchScript node names do."""
     pytest.importorskip("onnxscript")
     model, weights = _export(tmp_path, "none", dynamo=True)
-    probe = "conformance/test_probes.py::test_module_probe[file:stages.0.0]"
+    probe = "conformance/test_probes.py::test_module_probe[file,harness-weights:stages.0.0]"
     result = run_suite(
         ["conformance/test_model.py", probe, "--backend", "onnx", "--model", model, "--weights", weights, *QUICK],
         report=tmp_path / "r.json",

@@ -1,14 +1,16 @@
 """Export a port with given weights to ONNX, for ``pytest conformance --backend onnx``.
 
     python tests/ports/export_onnx.py NAME [NAME ...] --out DIR [--exporter torchscript|dynamo|both]
-        [--weights init|random] [--seed S] [--variant parcnetv2_xt] [--check]
+        [--weights init|random] [--seed S] [--variant parcnetv2_xt] [--check] [--dynamic]
     python tests/ports/export_onnx.py --all --out DIR       # try every port, print a table
 
 For each port it writes ``DIR/NAME.npz`` (the float32 weights under the official names, for
 ``--weights``) and ``DIR/NAME.torchscript.onnx`` (``torch.onnx.export(..., dynamo=False,
 opset_version=17)``) and/or ``DIR/NAME.dynamo.onnx`` (``dynamo=True``, opset 18, weights
 embedded), input
-``images`` (1, 3, 224, 224), output ``logits``. The weights are those ``verify.py`` uses
+``images`` (1, 3, 224, 224), output ``logits``; with ``--dynamic`` the batch, H and W of the
+input are left free (``dynamic_axes`` / ``dynamic_shapes``), so the harness also runs the file
+at another size. The weights are those ``verify.py`` uses
 (``trained_like`` for ``random``, the official initialisation for ``init``). With ``--check`` the
 exported file is run with ONNX Runtime and compared with the port's own float32 logits.
 """
@@ -51,10 +53,15 @@ def prepared(name: str, state: dict[str, np.ndarray], variant: str = VARIANT) ->
     return model.float().eval()
 
 
-def export(model: torch.nn.Module, path: Path, exporter: str) -> None:
+def export(model: torch.nn.Module, path: Path, exporter: str, dynamic: bool = False) -> None:
     """Write ``model`` to ``path`` with the TorchScript (dynamo=False) or dynamo exporter."""
     example = torch.zeros(IMAGE_SHAPE)
-    options = {"external_data": False} if exporter == "dynamo" else {}  # one self-contained file
+    options: dict = {"external_data": False} if exporter == "dynamo" else {}  # one self-contained file
+    if dynamic and exporter == "dynamo":
+        auto = torch.export.Dim.AUTO
+        options["dynamic_shapes"] = ({0: auto, 2: auto, 3: auto},)
+    elif dynamic:
+        options["dynamic_axes"] = {"images": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N"}}
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     quiet = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
@@ -93,7 +100,13 @@ class Outcome:
 
 
 def export_port(
-    name: str, out: Path, exporter: str, weights_kind: str = "random", seed: int = 0, check: bool = False
+    name: str,
+    out: Path,
+    exporter: str,
+    weights_kind: str = "random",
+    seed: int = 0,
+    check: bool = False,
+    dynamic: bool = False,
 ) -> Outcome:
     """Export one port with one exporter; the weights file is written next to it."""
     state = weights(VARIANT, Probe(weights=weights_kind, seed=seed))
@@ -102,7 +115,7 @@ def export_port(
     start = time.perf_counter()
     try:
         model = prepared(name, state)
-        export(model, path, exporter)
+        export(model, path, exporter, dynamic)
     except Exception as exc:  # which ports an exporter refuses is the result we record
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Outcome(name, exporter, False, time.perf_counter() - start, f"{type(exc).__name__}: {message[:160]}")
@@ -129,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", choices=("init", "random"), default="random")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", action="store_true", help="run the file with ONNX Runtime against the port")
+    parser.add_argument("--dynamic", action="store_true", help="leave the batch, H and W of the input free")
     args = parser.parse_args(argv)
     entries = {e.name: e for e in load_catalog()}
     names = list(entries) if args.all else args.names
@@ -141,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for name in names:
         for exporter in exporters:
-            outcome = export_port(name, args.out, exporter, args.weights, args.seed, args.check)
+            outcome = export_port(name, args.out, exporter, args.weights, args.seed, args.check, args.dynamic)
             failures += not outcome.ok
             status = "ok  " if outcome.ok else "FAIL"
             print(

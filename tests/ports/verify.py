@@ -105,6 +105,15 @@ class Entry:
     agrees: tuple[Probe, ...] = ()
     float32_excess: float | None = None
     output: str = "float64"  # "float32": the port returns float32 whatever it computes in
+    exported: Mapping[str, str] = field(default_factory=dict)  # exporter -> "not exportable: ..." / "exact: ..."
+
+    def exported_verdict(self, exporter: str) -> str:
+        """What the harness must say of this port's file from ``exporter``: "accept", "reject", or
+        "not exportable" (the catalog's ``exported``)."""
+        note = self.exported.get(exporter, "")
+        if note.startswith("not exportable"):
+            return "not exportable"
+        return "accept" if note.startswith("exact") else self.verdict
 
 
 def load_catalog(path: Path = CATALOG) -> list[Entry]:
@@ -126,6 +135,9 @@ def load_catalog(path: Path = CATALOG) -> list[Entry]:
             options=tuple(row.pop("options", ())),
             **row,
         )
+        for exporter, note in entry.exported.items():
+            if exporter not in ("torchscript", "dynamo") or not note.startswith(("not exportable: ", "exact: ")):
+                raise ValueError(f"{entry.name}: exported.{exporter} = {note!r}: 'not exportable: why' or 'exact: why'")
         if entry.verdict == "reject" and entry.kind != "structure" and entry.differs is None:
             raise ValueError(f"{entry.name}: a numeric reject needs a 'differs' probe")
         entries.append(entry)
