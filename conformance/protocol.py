@@ -40,7 +40,9 @@ module, taking its official input layout, like ``parcnetv2.reference.Model.compo
 ``activations(x)`` (the outputs of the named modules during one forward pass, as
 ``{official name: array}`` in each module's official output layout). A backend that computes
 one fixed model (an exported file) sets ``fixed_state_dict`` to the weights it was built from;
-the harness then uses those weights instead of generating its own. ``info()`` may return a dict
+the harness then uses those weights instead of generating its own. If its ``model`` also takes
+other weights, it sets ``other_weights = None`` (else a string saying why not), and the harness
+checks it with its own weights first (clause 14.7). ``info()`` may return a dict
 of facts for the report (versions, opset, device).
 
 An operation may raise ``Unsupported`` for particular arguments (a kernel mode, a dtype); the
