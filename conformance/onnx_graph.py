@@ -149,23 +149,27 @@ def _create(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def runnable(model: onnx.ModelProto) -> tuple[ort.InferenceSession, onnx.ModelProto, list[str]]:
-    """A CPU session for ``model``, the model it runs and what was lowered to run it: ONNX Runtime
-    has no float64 kernel for some operators (Conv, Erf), so a file computing internally in
-    float64 would not run at all; those nodes run in float32 between two Casts instead (a lower
-    precision than the file states, so its error can only grow), and the list says so (clause 14.7)."""
+def runnable(model: onnx.ModelProto) -> tuple[ort.InferenceSession, list[str]]:
+    """A CPU session for ``model`` and what was lowered to run it: ONNX Runtime has no float64
+    kernel for some operators (Conv, Erf), so a file computing internally in float64 would not run
+    at all; those nodes run in float32 between two Casts instead (a lower precision than the file
+    states, so its error can only grow), and the list says so (clause 14.7). ``model`` is not
+    changed: a copy is lowered, and only when needed."""
     lowered: list[str] = []
     for _ in range(_LOWERING_ROUNDS):
         try:
-            return _create(model), model, lowered
+            return _create(model), lowered
         except Exception as exc:  # ORT raises its own exception types
             refused = _NO_KERNEL.search(str(exc))
-            count = 0 if refused is None else _lower_float64(model, refused.group(1))
-            if count == 0:
+            if refused is None:
                 raise
             op = refused.group(1)
+            model = model if lowered else _copy(model)
+            count = _lower_float64(model, op)
+            if count == 0:
+                raise
             lowered.append(f"{count} float64 {op} nodes run in float32 (no float64 kernel in ONNX Runtime)")
-    return _create(model), model, lowered
+    return _create(model), lowered
 
 
 def _lower_float64(model: onnx.ModelProto, op: str) -> int:
@@ -197,7 +201,7 @@ def _lower_float64(model: onnx.ModelProto, op: str) -> int:
 
 def session(model: onnx.ModelProto | bytes) -> ort.InferenceSession:
     """An ONNX Runtime session on the CPU provider, warnings silenced (``runnable``'s lowering applied)."""
-    return runnable(onnx.load_from_string(model) if isinstance(model, bytes) else _copy(model))[0]
+    return runnable(onnx.load_from_string(model) if isinstance(model, bytes) else model)[0]
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -251,7 +255,7 @@ class OnnxModel:
         self._plain: ort.InferenceSession | None = None
         self._refused: Exception | None = None
         try:
-            self._plain, _, self.lowered = runnable(_copy(model))
+            self._plain, self.lowered = runnable(model)
         except Exception as exc:  # ORT raises its own exception types
             self._refused = exc
         # ONNX Runtime's DFT operator is a direct DFT on lengths that are not powers of two (clause 11.6).
